@@ -1,0 +1,111 @@
+"""``au-agent``: one command over the three stages. Each subcommand parses arguments and calls one library
+function; user errors (:class:`data_prep.AUAgentError`) become one line on stderr and exit status 1.
+
+    au-agent prepare-data     stage 1  MER-Factory outputs → LLaMA-Factory dataset      (data_prep.build)
+    au-agent train            stage 2  render a recipe, run llamafactory-cli, agent card (llamafactory_configs.train)
+    au-agent test-agent       stage 2  print descriptions for FACS test cases           (affectgpt_patch.agent)
+    au-agent describe         stage 3  OpenFace CSVs → one description per frame         (affectgpt_patch.describe)
+    au-agent precompute       stage 3  OpenFace CSVs → AU features [T, 512] per video    (affectgpt_patch.precompute)
+    au-agent eval             stage 3  BLEU / ROUGE-L / AU fidelity report               (affectgpt_patch.evaluate)
+    au-agent patch-affectgpt  stage 3  add the AU modality to an AffectGPT checkout      (affectgpt_patch.patcher)
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+from data_prep.errors import AUAgentError
+
+log = logging.getLogger("au_agent")
+
+Handler = Callable[[argparse.Namespace], int]
+_SUBCOMMANDS: List = []  # (name, help, add_arguments) in the order --help lists them
+_HANDLERS: Dict[str, Handler] = {}
+
+
+def subcommand(name: str, help: str):
+    """Register ``add_arguments(parser)`` and its handler under ``name``."""
+
+    def wrap(add_arguments: Callable[[argparse.ArgumentParser], Handler]):
+        _SUBCOMMANDS.append((name, help, add_arguments))
+        return add_arguments
+
+    return wrap
+
+
+# ------------------------------------------------------------------------------------------ prepare-data
+
+
+@subcommand("prepare-data", "MER-Factory outputs → LLaMA-Factory instruction dataset")
+def _prepare_data(p: argparse.ArgumentParser) -> Handler:
+    p.add_argument("--mer-factory-output", type=Path, help="MER-Factory output folder (searched recursively)")
+    p.add_argument("--openface-dir", type=Path, help="OpenFace CSVs ({video}.csv) to cross-check AU values against")
+    p.add_argument("--import-alpaca", type=Path, nargs="+", default=[], metavar="FILE",
+                   help="existing Alpaca JSON/JSONL datasets to re-express in the prompt contract")
+    p.add_argument("--out", type=Path, required=True, help="dataset folder to write")
+    p.add_argument("--val-ratio", type=float, default=0.05, help="share of videos in the validation split")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--max-samples", type=int)
+    p.add_argument("--text-key", default="fine_grained_descriptions",
+                   choices=["fine_grained_descriptions", "summary_description"],
+                   help="which per-frame text to train on (per-frame MER-Factory variant)")
+    p.add_argument("--keep-temporal", action="store_true",
+                   help="keep descriptions that refer to other frames or to time (dropped by default)")
+    p.add_argument("--min-confidence", type=float, default=0.8, help="OpenFace confidence below which a frame is invalid")
+    p.add_argument("--min-fidelity", type=float,
+                   help="drop records whose description's AU fidelity F1 against its input is below this")
+
+    def run(a: argparse.Namespace) -> int:
+        from data_prep.build import PrepareOptions, prepare_dataset
+
+        stats = prepare_dataset(PrepareOptions(
+            out=a.out, mer_factory_output=a.mer_factory_output, openface_dir=a.openface_dir,
+            import_alpaca=a.import_alpaca, val_ratio=a.val_ratio, seed=a.seed, max_samples=a.max_samples,
+            text_key=a.text_key, keep_temporal=a.keep_temporal, min_confidence=a.min_confidence,
+            min_fidelity=a.min_fidelity, progress=not a.quiet))
+        splits = stats["splits"]
+        log.info("%d records kept of %d read; %s", stats["kept"], stats["records_read"],
+                 ", ".join(f"{k}: {v['records']} records / {v['groups']} videos" for k, v in splits.items()))
+        for reason, n in stats["dropped"].items():
+            log.info("  dropped %6d  %s", n, reason)
+        log.info("dataset written to %s (see stats.md)", a.out)
+        return 0
+
+    return run
+
+
+# ------------------------------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="au-agent", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, help_text, add_arguments in _SUBCOMMANDS:
+        sp = subs.add_parser(name, help=help_text, description=help_text)
+        _HANDLERS[name] = add_arguments(sp)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    try:
+        return _HANDLERS[args.command](args)
+    except AUAgentError as e:
+        print(f"au-agent {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"au-agent {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

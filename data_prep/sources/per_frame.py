@@ -1,0 +1,64 @@
+"""The per-frame MER-Factory variant: ``<name>_au_analysis.json`` with ``per_frame_au_descriptions``.
+
+This is what the first public AU Agent was trained on. ``fine_grained_descriptions`` maps a frame number to
+the teacher LLM's text for that frame; ``per_frame_au_descriptions[i].active_aus`` holds that frame's AUs.
+``summary_description`` holds text written by an earlier agent, not by the teacher, so it is used only when
+asked for (``text_key="summary_description"``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Iterator, Mapping
+
+from ..errors import AUAgentError
+from ..facs import normalize_code
+from .record import FrameRecord
+
+NAME = "per_frame"
+TEXT_KEYS = ("fine_grained_descriptions", "summary_description")
+
+
+def matches(data: Any) -> bool:
+    return isinstance(data, dict) and "per_frame_au_descriptions" in data
+
+
+def read(path: Path, data: Mapping[str, Any], video: str, text_key: str = "fine_grained_descriptions") -> Iterator[FrameRecord]:
+    entries = data.get("per_frame_au_descriptions")
+    if not isinstance(entries, list):
+        raise AUAgentError("'per_frame_au_descriptions' is not a list", path)
+    by_frame: Dict[int, Mapping[str, Any]] = {}
+    for entry in entries:
+        if isinstance(entry, dict) and "frame" in entry:
+            try:
+                by_frame[int(entry["frame"])] = entry
+            except (TypeError, ValueError):
+                raise AUAgentError(f"frame {entry['frame']!r} is not an integer", path) from None
+    texts = data.get(text_key) or {}
+    if not isinstance(texts, dict):
+        raise AUAgentError(f"'{text_key}' is not an object keyed by frame", path)
+    for key in sorted(texts, key=_frame_order):
+        try:
+            frame = int(key)
+        except ValueError:
+            raise AUAgentError(f"'{text_key}' key {key!r} is not a frame number", path) from None
+        entry = by_frame.get(frame)
+        values = _au_values(entry.get("active_aus"), path) if entry is not None else None
+        yield FrameRecord(video, frame, values, texts[key], NAME, str(path))
+
+
+def _frame_order(key: str) -> tuple:
+    return (0, int(key), "") if str(key).lstrip("-").isdigit() else (1, 0, str(key))
+
+
+def _au_values(active: Any, path: Path) -> Dict[str, float]:
+    if not active:
+        return {}
+    if not isinstance(active, dict):
+        raise AUAgentError(f"'active_aus' is not an object: {active!r}", path)
+    values = {}
+    for key, value in active.items():
+        code = normalize_code(key)
+        if code is None:
+            raise AUAgentError(f"'active_aus' has a non-AU key {key!r}", path)
+        values[code] = value
+    return values
