@@ -87,7 +87,8 @@ def build_tiny_qwen2(out_dir: Path, extra_texts: Iterable[str] = (), seed: int =
     tokenizer = build_tokenizer(out_dir, extra_texts)
     cfg = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                      tie_word_embeddings=True, bos_token_id=0, eos_token_id=2, pad_token_id=0)
+                      tie_word_embeddings=True, bos_token_id=0, eos_token_id=2, pad_token_id=0,
+                      initializer_range=0.2)  # large enough that greedy decoding varies with the prompt
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(cfg)
     model.generation_config = GenerationConfig(eos_token_id=[2, 0], pad_token_id=0, do_sample=False)

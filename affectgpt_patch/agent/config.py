@@ -1,0 +1,218 @@
+"""Agent settings from whatever the caller has: an AffectGPT dataset config with the seed's keys, a dict,
+an OmegaConf node, an agent folder / ``agent_card.json`` written by ``au-agent train``, or a bare adapter.
+
+Also computes the agent *fingerprint* that keys the description cache. It identifies what determines the
+text — base model, adapter bytes, prompt contract, generation settings — and not how it is run, so the hf,
+vLLM and OpenAI-server backends share cached descriptions and a changed adapter never hits a stale entry.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+from data_prep import contract
+from data_prep.errors import AUAgentError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("hf", "vllm", "openai", "rules")
+CARD_NAME = "agent_card.json"
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+
+#: Seed / AffectGPT config keys → AgentConfig fields.
+CONFIG_KEYS = {
+    "au_agent_base_model": "base_model",
+    "au_agent_lora_weights": "lora_weights",
+    "au_agent_use_lora": "use_lora",
+    "au_agent_backend": "backend",
+    "au_agent_dir": "agent_dir",
+    "au_agent_batch_size": "batch_size",
+    "au_agent_max_new_tokens": "max_new_tokens",
+    "au_agent_api_base": "api_base",
+    "au_agent_api_model": "api_model",
+    "au_agent_cache_dir": "cache_dir",
+    "au_agent_use_cache": "use_cache",
+    "au_agent_device": "device",
+}
+
+
+@dataclass
+class AgentConfig:
+    backend: str = "hf"
+    base_model: Optional[str] = None  # local folder or hub id
+    lora_weights: Optional[str] = None  # adapter folder (checkpoint-best)
+    use_lora: bool = True
+    agent_dir: Optional[str] = None  # an `au-agent train` output folder (read through its agent card)
+    merge_lora: bool = True  # merge the adapter into the weights once at load time (faster, same text)
+    max_new_tokens: int = 96
+    do_sample: bool = False  # greedy by default: the same AU input always gives the same text
+    temperature: float = 0.7
+    top_p: float = 0.9
+    seed: int = 0
+    batch_size: int = 16
+    device: Optional[str] = None  # default: cuda if available, else cpu
+    dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU
+    load_in_8bit: bool = False
+    load_in_4bit: bool = False
+    api_base: Optional[str] = None  # OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1
+    api_key: Optional[str] = None
+    api_model: Optional[str] = None  # default: the server's first model
+    concurrency: int = 8
+    timeout: float = 120.0
+    retries: int = 3
+    gpu_memory_utilization: float = 0.85  # vLLM
+    use_cache: bool = True
+    cache_dir: Optional[str] = None
+    card: Dict[str, Any] = field(default_factory=dict)
+
+    def generation_settings(self) -> Dict[str, Any]:
+        """What changes the generated text (part of the fingerprint)."""
+        settings: Dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample}
+        if self.do_sample:
+            settings.update(temperature=self.temperature, top_p=self.top_p, seed=self.seed)
+        return settings
+
+
+def _get(cfg: Any, key: str) -> Any:
+    if isinstance(cfg, Mapping):
+        return cfg.get(key)
+    getter = getattr(cfg, "get", None)
+    if callable(getter):  # OmegaConf DictConfig: attribute access to a missing key raises
+        try:
+            return getter(key)
+        except Exception:  # noqa: BLE001 - any config object without the key
+            pass
+    return getattr(cfg, key, None)
+
+
+def agent_config(cfg: Any = None, **overrides: Any) -> AgentConfig:
+    """Build an :class:`AgentConfig`. ``overrides`` use the field names and win over ``cfg``."""
+    values: Dict[str, Any] = {}
+    if isinstance(cfg, (str, os.PathLike)):
+        values["agent_dir"] = os.fspath(cfg)
+    elif isinstance(cfg, AgentConfig):
+        values = dataclasses.asdict(cfg)
+    elif cfg is not None:
+        for key, name in CONFIG_KEYS.items():
+            value = _get(cfg, key)
+            if value is not None:
+                values[name] = value
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = set(values) - {f.name for f in dataclasses.fields(AgentConfig)}
+    if unknown:
+        raise AUAgentError(f"unknown agent options {sorted(unknown)}")
+    config = AgentConfig(**values)
+    if config.agent_dir:
+        _apply_agent_dir(config)
+    if config.backend not in BACKENDS:
+        raise AUAgentError(f"unknown agent backend {config.backend!r}; choose one of {', '.join(BACKENDS)}")
+    if config.backend in ("hf", "vllm") and not config.base_model:
+        raise AUAgentError(f"the {config.backend} backend needs a base model (au_agent_base_model or an agent folder)")
+    if config.backend == "openai" and not config.api_base:
+        raise AUAgentError("the openai backend needs api_base (e.g. http://127.0.0.1:8000/v1)")
+    if not config.use_lora:
+        config.lora_weights = None
+    elif config.lora_weights:
+        check_adapter_dir(config.lora_weights)
+    return config
+
+
+def _apply_agent_dir(config: AgentConfig) -> None:
+    """Fill base model and adapter from an agent folder, its card, or a bare adapter folder."""
+    path = Path(config.agent_dir)
+    card_path = path if path.is_file() else path / CARD_NAME
+    if path.is_dir() and not card_path.is_file() and (path / "checkpoint-best" / CARD_NAME).is_file():
+        card_path = path / "checkpoint-best" / CARD_NAME
+    if card_path.is_file():
+        try:
+            card = json.loads(card_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise AUAgentError(f"agent card is not valid JSON ({e.msg})", card_path) from None
+        version = card.get("contract_version")
+        if version != contract.CONTRACT_VERSION:
+            raise AUAgentError(f"agent was trained with prompt contract {version!r}, this au-agent speaks "
+                               f"{contract.CONTRACT_VERSION!r}; retrain or install the matching au-agent", card_path)
+        config.card = card
+        config.base_model = config.base_model or card.get("base_model")
+        adapter = card.get("adapter_dir") or "checkpoint-best"
+        adapter_path = (card_path.parent / adapter) if not Path(adapter).is_absolute() else Path(adapter)
+        if not (adapter_path / "adapter_config.json").is_file() and (card_path.parent / "adapter_config.json").is_file():
+            adapter_path = card_path.parent
+        config.lora_weights = config.lora_weights or str(adapter_path)
+    elif path.is_dir() and (path / "adapter_config.json").is_file():
+        adapter_cfg = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+        config.lora_weights = config.lora_weights or str(path)
+        config.base_model = config.base_model or adapter_cfg.get("base_model_name_or_path")
+    elif path.is_dir() and (path / "config.json").is_file():
+        config.base_model = config.base_model or str(path)  # a merged model
+    else:
+        raise AUAgentError("not an agent: expected agent_card.json, an adapter (adapter_config.json) or a model", path)
+
+
+def check_adapter_dir(path: str) -> None:
+    p = Path(path)
+    if not p.is_dir():
+        raise AUAgentError("LoRA adapter folder not found", p)
+    if not (p / "adapter_config.json").is_file():
+        raise AUAgentError("not a LoRA adapter: adapter_config.json is missing", p)
+    if not any((p / name).is_file() for name in ADAPTER_FILES[1:]):
+        raise AUAgentError("LoRA adapter weights are missing (adapter_model.safetensors)", p)
+
+
+# -------------------------------------------------------------------------------------------- fingerprint
+
+
+def _file_digest(path: Path, sample: bool = False) -> str:
+    """sha256 of a file; with ``sample``, of its size and first and last MiB (for multi-GB weights)."""
+    h = hashlib.sha256()
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if sample and size > 4 << 20:
+            h.update(str(size).encode())
+            h.update(f.read(1 << 20))
+            f.seek(-(1 << 20), os.SEEK_END)
+            h.update(f.read(1 << 20))
+        else:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def model_identity(base_model: str) -> Dict[str, Any]:
+    """A hub id stands for itself; a local folder for its name, config and sampled weight digests."""
+    path = Path(base_model)
+    if not path.is_dir():
+        return {"id": base_model}
+    weights = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
+    return {
+        "id": path.name,
+        "config": _file_digest(path / "config.json") if (path / "config.json").is_file() else None,
+        "weights": {p.name: _file_digest(p, sample=True) for p in weights},
+    }
+
+
+def fingerprint(config: AgentConfig) -> str:
+    """The description-cache namespace of this agent (see module docstring)."""
+    if config.backend == "rules":
+        from .rules import RULES_VERSION
+
+        parts: Dict[str, Any] = {"rules": RULES_VERSION}
+    elif config.backend == "openai" and not config.base_model:
+        parts = {"server_model": config.api_model or "default", "api_base": config.api_base}
+        log.warning("openai backend without an agent folder: cached descriptions are keyed by the server's "
+                    "model name; pass --agent to key them by the adapter's bytes")
+    else:
+        parts = {"base": model_identity(config.base_model)}
+        if config.lora_weights:
+            adapter = Path(config.lora_weights)
+            parts["adapter"] = {name: _file_digest(adapter / name) for name in ADAPTER_FILES if (adapter / name).is_file()}
+    parts["contract"] = contract.CONTRACT_VERSION
+    parts["generation"] = config.generation_settings()
+    blob = json.dumps(parts, sort_keys=True).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:24]

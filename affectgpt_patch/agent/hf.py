@@ -1,0 +1,123 @@
+"""The ``hf`` backend: transformers + peft, batched greedy generation.
+
+Prompts are bucketed by token length and each batch holds prompts of one length, so no padding ever enters a
+batch: a description does not depend on which other prompts share its batch, and batched output equals
+one-at-a-time output. Longest buckets run first so memory problems show up at once.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Sequence
+
+from data_prep.errors import AUAgentError
+
+from .config import AgentConfig
+from .prompts import encode_prompt, stop_token_ids
+
+log = logging.getLogger(__name__)
+
+
+def _dtype_kwarg() -> str:
+    """transformers ≥ 4.56 calls it ``dtype``; AffectGPT's 4.49 calls it ``torch_dtype``."""
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
+def resolve_device_dtype(config: AgentConfig):
+    import torch
+
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if config.dtype != "auto":
+        return device, getattr(torch, config.dtype)
+    if device.startswith("cuda"):
+        return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return device, torch.float32
+
+
+def _quantization(config: AgentConfig) -> Dict[str, Any]:
+    if not (config.load_in_8bit or config.load_in_4bit):
+        return {}
+    try:
+        import bitsandbytes  # noqa: F401
+        from transformers import BitsAndBytesConfig
+    except ImportError:
+        raise AUAgentError("8-/4-bit loading needs bitsandbytes: pip install bitsandbytes") from None
+    return {"quantization_config": BitsAndBytesConfig(load_in_8bit=config.load_in_8bit,
+                                                      load_in_4bit=config.load_in_4bit)}
+
+
+class HFBackend:
+    name = "hf"
+
+    def __init__(self, config: AgentConfig) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+        self.config = config
+        self.device, dtype = resolve_device_dtype(config)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(config.base_model)
+        except (OSError, ValueError) as e:
+            raise AUAgentError(f"cannot load the tokenizer ({str(e).splitlines()[0]})", config.base_model) from None
+        quant = _quantization(config)
+        kwargs: Dict[str, Any] = {_dtype_kwarg(): dtype, **quant}
+        if quant:
+            kwargs["device_map"] = {"": self.device}
+        try:
+            model = AutoModelForCausalLM.from_pretrained(config.base_model, **kwargs)
+        except (OSError, ValueError) as e:
+            raise AUAgentError(f"cannot load the base model ({str(e).splitlines()[0]})", config.base_model) from None
+        if config.lora_weights:
+            model = self._attach_adapter(model, merge=config.merge_lora and not quant)
+        if not quant:
+            model = model.to(self.device)
+        self.model = model.eval()
+        self.stop_ids = stop_token_ids(self.tokenizer)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
+        # An explicit generation config: the base model's (sampling, repetition penalty) must not leak in.
+        self.generation_config = GenerationConfig(
+            max_new_tokens=config.max_new_tokens, do_sample=config.do_sample, num_beams=1,
+            temperature=config.temperature if config.do_sample else None,
+            top_p=config.top_p if config.do_sample else None, top_k=None,
+            repetition_penalty=1.0, eos_token_id=self.stop_ids, pad_token_id=pad_id)
+        self._torch = torch
+
+    def _attach_adapter(self, model: Any, merge: bool) -> Any:
+        from peft import PeftModel
+
+        try:
+            model = PeftModel.from_pretrained(model, self.config.lora_weights)
+        except (RuntimeError, ValueError, KeyError) as e:
+            first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+            raise AUAgentError(f"the adapter does not fit base model {self.config.base_model!r}: {first[:300]}",
+                               self.config.lora_weights) from None
+        if merge:
+            model = model.merge_and_unload()
+            log.info("LoRA adapter merged into the base weights")
+        return model
+
+    def generate(self, inputs: Sequence[str], batch_size: int) -> List[str]:
+        torch = self._torch
+        encoded = [encode_prompt(self.tokenizer, s) for s in inputs]
+        buckets: Dict[int, List[int]] = {}
+        for i, ids in enumerate(encoded):
+            buckets.setdefault(len(ids), []).append(i)
+        outputs: List[str] = [""] * len(inputs)
+        if self.config.do_sample:
+            torch.manual_seed(self.config.seed)
+        for length in sorted(buckets, reverse=True):
+            members = buckets[length]
+            for start in range(0, len(members), max(1, batch_size)):
+                chunk = members[start:start + batch_size]
+                input_ids = torch.tensor([encoded[i] for i in chunk], device=self.device)
+                with torch.inference_mode():
+                    out = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                                              generation_config=self.generation_config)
+                for row, i in enumerate(chunk):
+                    outputs[i] = self.tokenizer.decode(out[row, length:], skip_special_tokens=True).strip()
+        return outputs
+
+    def close(self) -> None:
+        self.model = None

@@ -1,0 +1,119 @@
+"""CLIP text features of descriptions: OpenAI ``clip`` (PyPI ``openai-clip``), ViT-B/32 by default.
+
+    encoder = load_clip_text_encoder("ViT-B/32")     # or a local .pt file; loaded once per process
+    feats = encoder.encode(["The face shows ...", ...])   # float32 [N, 512], each row L2-normalised
+
+Texts are tokenized with ``truncate=True`` (CLIP's context is 77 tokens), encoded in batches (fp16 on GPU, as
+``clip.load`` builds it; fp32 on CPU) and cached by (weights fingerprint, text): a repeated description
+(neutral frames, the same AU input in another video or epoch) is encoded once and then always returns the
+same vector, whatever batch it arrives in.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from data_prep.errors import AUAgentError
+
+from .cache import SQLiteCache, default_cache_dir
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CLIP = "ViT-B/32"
+FEATURE_CACHE = "clip_text_features.sqlite"
+
+
+def clip_fingerprint(name_or_path: str) -> str:
+    """Released models are named by the sha256 in their download URL; local files by their content."""
+    import clip
+
+    if name_or_path in clip.available_models():
+        match = re.search(r"/([0-9a-f]{64})/", clip.clip._MODELS[name_or_path])
+        return match.group(1)[:24] if match else name_or_path
+    h = hashlib.sha256()
+    with open(name_or_path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:24]
+
+
+class ClipTextEncoder:
+    def __init__(self, name_or_path: str = DEFAULT_CLIP, device: Optional[str] = None,
+                 cache_dir: Optional[os.PathLike] = None, use_cache: bool = True) -> None:
+        import clip
+        import torch
+
+        self.name = str(name_or_path)
+        if self.name not in clip.available_models() and not Path(self.name).is_file():
+            raise AUAgentError(f"not a CLIP model name ({', '.join(clip.available_models())}) nor a file", self.name)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            self.model, _ = clip.load(self.name, device=self.device, jit=False)
+        except (OSError, RuntimeError) as e:  # URLError is an OSError: offline without a local copy
+            raise AUAgentError(f"cannot load CLIP ({str(e).splitlines()[0][:200]}); put the weights in "
+                               f"~/.cache/clip or pass a local file", self.name) from None
+        self.model.eval()
+        self.fingerprint = clip_fingerprint(self.name)
+        self.dim = int(self.model.text_projection.shape[1])
+        self.cache = SQLiteCache(Path(cache_dir or default_cache_dir()) / FEATURE_CACHE) if use_cache else None
+        self.encoded = 0  # texts encoded by the model in this process
+        self._clip, self._torch = clip, torch
+
+    def _encode_batch(self, texts: Sequence[str]) -> np.ndarray:
+        torch = self._torch
+        tokens = self._clip.tokenize(list(texts), truncate=True).to(self.device)
+        with torch.no_grad():
+            feats = self.model.encode_text(tokens).float()
+            feats = feats / feats.norm(dim=-1, keepdim=True)
+        return feats.cpu().numpy().astype(np.float32)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 256, progress: bool = False) -> np.ndarray:
+        """``[len(texts), dim]`` float32 L2-normalised features, in order."""
+        from tqdm import tqdm
+
+        unique = list(dict.fromkeys(texts))
+        known: Dict[str, np.ndarray] = {}
+        if self.cache is not None and unique:
+            for text, blob in self.cache.get_many(self.fingerprint, unique).items():
+                known[text] = np.frombuffer(blob, dtype=np.float32)
+        todo = [t for t in unique if t not in known]
+        for start in tqdm(range(0, len(todo), batch_size), desc="CLIP text", unit="batch",
+                          disable=not progress or len(todo) <= batch_size):
+            chunk = todo[start:start + batch_size]
+            feats = self._encode_batch(chunk)
+            fresh = dict(zip(chunk, feats))
+            known.update(fresh)
+            if self.cache is not None:
+                self.cache.put_many(self.fingerprint, {t: v.tobytes() for t, v in fresh.items()})
+        self.encoded += len(todo)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([known[t] for t in texts]).astype(np.float32, copy=False)
+
+
+_ENCODERS: Dict[Tuple[int, str, Optional[str], Optional[str], bool], ClipTextEncoder] = {}
+_LOCK = threading.Lock()
+
+
+def load_clip_text_encoder(name_or_path: str = DEFAULT_CLIP, device: Optional[str] = None,
+                           cache_dir: Optional[os.PathLike] = None, use_cache: bool = True) -> ClipTextEncoder:
+    """One encoder per process and setting, shared by repeated calls; a forked DataLoader worker builds its
+    own instead of using its parent's (a CUDA model does not survive a fork)."""
+    key = (os.getpid(), str(name_or_path), device, str(cache_dir) if cache_dir else None, use_cache)
+    with _LOCK:
+        if key not in _ENCODERS:
+            _ENCODERS[key] = ClipTextEncoder(name_or_path, device, cache_dir, use_cache)
+        return _ENCODERS[key]
+
+
+def local_vit_b32() -> Optional[Path]:
+    """The released ViT-B/32 file if it is already in the local CLIP cache (no download)."""
+    path = Path(os.path.expanduser("~/.cache/clip")) / "ViT-B-32.pt"
+    return path if path.is_file() else None

@@ -1,0 +1,61 @@
+"""``au-agent describe``: OpenFace CSVs → one JSON line per frame with its description or why it has none.
+
+All frames of all files are gathered first, so the agent sees each distinct AU input once, in large batches.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional
+
+from data_prep import atomic
+from data_prep.errors import AUAgentError
+from data_prep.openface import DEFAULT_MIN_CONFIDENCE, OpenFaceTrack, read_openface_csv
+
+from .agent import AUAgent
+
+log = logging.getLogger(__name__)
+
+
+def expand_csv_paths(paths: Iterable[os.PathLike]) -> List[Path]:
+    """Files as given, folders as their ``*.csv`` files, in a stable order."""
+    out: List[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(p.glob("*.csv"))
+            if not found:
+                raise AUAgentError("no *.csv files in the folder", p)
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
+def frame_records(track: OpenFaceTrack, descriptions: Dict[str, str]) -> List[Dict[str, object]]:
+    records = []
+    for i, frame in enumerate(track.frames.tolist()):
+        input_str = track.input_string(i)
+        rec: Dict[str, object] = {"video": track.video, "frame": frame, "input": input_str}
+        if input_str is None:
+            rec.update(description=None, masked=track.reasons[i])
+        else:
+            rec["description"] = descriptions[input_str]
+        records.append(rec)
+    return records
+
+
+def describe_csvs(paths: Iterable[os.PathLike], agent: AUAgent, out: Optional[os.PathLike] = None,
+                  batch_size: int = 16, min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+                  progress: bool = True) -> Dict[str, int]:
+    """Describe every frame; write JSONL to ``out`` atomically (or return the count only when ``out`` is None)."""
+    tracks = [read_openface_csv(p, min_confidence) for p in expand_csv_paths(paths)]
+    inputs = sorted({s for t in tracks for s in t.input_strings() if s is not None})
+    descriptions = dict(zip(inputs, agent.describe_inputs(inputs, batch_size=batch_size, progress=progress)))
+    lines = [json.dumps(r, ensure_ascii=False) for t in tracks for r in frame_records(t, descriptions)]
+    if out is not None:
+        atomic.write_text(out, "\n".join(lines) + "\n" if lines else "")
+    masked = sum(int((~t.valid).sum()) for t in tracks)
+    return {"videos": len(tracks), "frames": len(lines), "masked": masked, "distinct_inputs": len(inputs),
+            **agent.cache_stats()}
