@@ -77,6 +77,68 @@ def _prepare_data(p: argparse.ArgumentParser) -> Handler:
     return run
 
 
+# ------------------------------------------------------------------------------------- agent options
+
+
+def add_agent_arguments(p: argparse.ArgumentParser) -> None:
+    """The options every command that generates descriptions shares."""
+    g = p.add_argument_group("agent")
+    g.add_argument("--agent", help="agent folder (au-agent train output, checkpoint-best, an adapter or a merged model)")
+    g.add_argument("--backend", choices=["hf", "vllm", "openai", "rules"],
+                   help="default: hf with --agent, else rules")
+    g.add_argument("--base-model", help="base model folder or hub id (overrides the agent card)")
+    g.add_argument("--api-base", help="OpenAI-compatible server URL for --backend openai, e.g. http://127.0.0.1:8000/v1")
+    g.add_argument("--api-model", help="model name on that server (default: its first model)")
+    g.add_argument("--batch-size", type=int, default=16)
+    g.add_argument("--max-new-tokens", type=int, default=96)
+    g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    g.add_argument("--cache-dir", help="description cache folder (default: $AU_AGENT_CACHE_DIR or ~/.cache/au-agent)")
+    g.add_argument("--no-cache", action="store_true", help="neither read nor write cached descriptions")
+
+
+def agent_from_args(a: argparse.Namespace):
+    from affectgpt_patch.agent import create_au_agent
+
+    backend = a.backend or ("hf" if a.agent else "rules")
+    if backend != "rules" and backend != "openai" and not (a.agent or a.base_model):
+        raise AUAgentError(f"--backend {backend} needs --agent DIR (or --base-model)")
+    return create_au_agent(a.agent, backend=backend, base_model=a.base_model, api_base=a.api_base,
+                           api_model=a.api_model, batch_size=a.batch_size, max_new_tokens=a.max_new_tokens,
+                           device=a.device, cache_dir=a.cache_dir, use_cache=not a.no_cache)
+
+
+# ------------------------------------------------------------------------------------------------ describe
+
+
+@subcommand("describe", "OpenFace CSVs → one description per frame (JSON lines)")
+def _describe(p: argparse.ArgumentParser) -> Handler:
+    p.add_argument("csv", nargs="+", type=Path, help="OpenFace CSV files or folders of them")
+    p.add_argument("--out", type=Path, help="JSONL file to write (default: print to stdout)")
+    p.add_argument("--min-confidence", type=float, default=0.8)
+    add_agent_arguments(p)
+
+    def run(a: argparse.Namespace) -> int:
+        from affectgpt_patch.describe import describe_csvs
+
+        agent = agent_from_args(a)
+        out = a.out
+        if out is None:
+            import tempfile
+
+            tmp = Path(tempfile.mkdtemp()) / "descriptions.jsonl"
+            summary = describe_csvs(a.csv, agent, tmp, a.batch_size, a.min_confidence, progress=not a.quiet)
+            sys.stdout.write(tmp.read_text(encoding="utf-8"))
+        else:
+            summary = describe_csvs(a.csv, agent, out, a.batch_size, a.min_confidence, progress=not a.quiet)
+        log.info("%(videos)d videos, %(frames)d frames (%(masked)d masked), %(distinct_inputs)d distinct AU "
+                 "inputs; cache %(hits)d hits / %(misses)d misses, %(generated)d generated", summary)
+        if out is not None:
+            log.info("written to %s", out)
+        return 0
+
+    return run
+
+
 # ------------------------------------------------------------------------------------------------- main
 
 
