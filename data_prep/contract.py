@@ -38,8 +38,9 @@ NEUTRAL_DESCRIPTION = "A neutral face: no facial action unit is clearly active."
 #: The LLaMA-Factory template the recipes train with, and its turn delimiters.
 TEMPLATE = "qwen"
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
-#: Generation stops at the end of the assistant turn.
-STOP_TOKENS = (IM_END, "<|endoftext|>")
+#: Generation stops at the end of the assistant turn (and at the tokenizer's own eos token), as LLaMA-Factory's
+#: ``qwen`` template stops it.
+STOP_TOKENS = (IM_END,)
 
 
 def active_aus(au_values: Mapping[str, float]) -> Dict[str, float]:

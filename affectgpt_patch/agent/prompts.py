@@ -19,7 +19,7 @@ def encode_prompt(tokenizer: Any, input_str: str) -> List[int]:
 
 
 def stop_token_ids(tokenizer: Any) -> List[int]:
-    """``<|im_end|>`` ends the assistant turn; ``<|endoftext|>`` guards against a base model that misses it."""
+    """``<|im_end|>`` ends the assistant turn, plus the tokenizer's eos (the same ids LLaMA-Factory stops on)."""
     ids = []
     for token in contract.STOP_TOKENS:
         tid = tokenizer.convert_tokens_to_ids(token)

@@ -1,0 +1,42 @@
+"""The OpenAI clip package loading a tiny CLIP the tests saved to a local file."""
+import numpy as np
+import pytest
+
+from data_prep import AUAgentError
+from affectgpt_patch.clip_encoder import ClipTextEncoder, load_clip_text_encoder
+
+TEXTS = ["The face shows raised cheeks (moderate).", "A neutral face.", "Brows lowered, lips pressed.",
+         "word " * 200]  # longer than CLIP's 77-token context: truncated, not an error
+
+
+def test_shape_norm_and_determinism(tiny_clip, cache_dir):
+    enc = ClipTextEncoder(str(tiny_clip), device="cpu", cache_dir=cache_dir, use_cache=False)
+    a = enc.encode(TEXTS)
+    assert a.shape == (4, 512) and a.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(a, enc.encode(TEXTS))
+    assert not np.allclose(a[0], a[1])
+
+
+def test_batch_size_independence(tiny_clip, cache_dir):
+    enc = ClipTextEncoder(str(tiny_clip), device="cpu", cache_dir=cache_dir, use_cache=False)
+    one = np.concatenate([enc.encode([t]) for t in TEXTS])
+    np.testing.assert_allclose(enc.encode(TEXTS, batch_size=3), one, atol=1e-6)
+
+
+def test_cache_returns_the_first_vector(tiny_clip, cache_dir):
+    enc = ClipTextEncoder(str(tiny_clip), device="cpu", cache_dir=cache_dir)
+    first = enc.encode(TEXTS[:2])
+    again = ClipTextEncoder(str(tiny_clip), device="cpu", cache_dir=cache_dir)
+    np.testing.assert_array_equal(again.encode(TEXTS[:2]), first)
+    assert again.encoded == 0 and again.cache.stats()["hits"] == 2
+    assert enc.fingerprint == again.fingerprint and len(enc.fingerprint) == 24
+
+
+def test_loaded_once_per_process(tiny_clip, cache_dir):
+    assert load_clip_text_encoder(str(tiny_clip), "cpu", cache_dir) is load_clip_text_encoder(str(tiny_clip), "cpu", cache_dir)
+
+
+def test_unknown_model(tmp_path):
+    with pytest.raises(AUAgentError, match="not a CLIP model name"):
+        ClipTextEncoder(str(tmp_path / "nope.pt"))

@@ -1,0 +1,79 @@
+"""One video's AU features: agent + CLIP + frame selection, computed on the fly or read back from disk."""
+import numpy as np
+import pytest
+
+from data_prep import AUAgentError, contract
+from data_prep.openface import read_openface_csv
+from affectgpt_patch.agent import create_au_agent
+from affectgpt_patch.clip_encoder import ClipTextEncoder
+from affectgpt_patch.features import (FeatureSettings, compute_video_features, features_from_descriptions,
+                                      load_precomputed, save_video_features, video_features)
+
+
+@pytest.fixture()
+def models(tiny_clip, cache_dir):
+    return (create_au_agent(backend="rules", cache_dir=str(cache_dir)),
+            ClipTextEncoder(str(tiny_clip), device="cpu", cache_dir=cache_dir))
+
+
+def test_one_video(samples, models):
+    agent, encoder = models
+    track = read_openface_csv(samples / "openface" / "sample_00002.csv")
+    vf = compute_video_features(track, agent, encoder)
+    assert vf.features.shape == (8, 512) and vf.mask.all()
+    np.testing.assert_allclose(np.linalg.norm(vf.features, axis=1), 1.0, atol=2e-3)  # float16-rounded
+    for frame, input_str, text in zip(vf.frames, vf.inputs, vf.descriptions):
+        i = int(np.flatnonzero(track.frames == frame)[0])
+        assert track.valid[i] and input_str == contract.format_input(track.au_values(i))
+        assert text == agent.describe_inputs([input_str])[0]
+    np.testing.assert_array_equal(vf.features, vf.features.astype(np.float16).astype(np.float32))
+
+
+def test_precomputed_and_realtime_are_bit_identical(samples, models, tmp_path):
+    agent, encoder = models
+    track = read_openface_csv(samples / "openface" / "sample_00005.csv")
+    save_video_features(tmp_path, compute_video_features(track, agent, encoder))
+    from_disk = video_features("sample_00005", precomputed_dir=tmp_path, agent=agent, encoder=encoder)
+    fresh = video_features("sample_00005", openface_dir=samples / "openface", agent=agent, encoder=encoder)
+    np.testing.assert_array_equal(from_disk.features, fresh.features)
+    assert from_disk.frames == fresh.frames and from_disk.descriptions == fresh.descriptions
+    assert from_disk.mask.tolist() == fresh.mask.tolist()
+
+
+def test_precomputed_file_with_other_settings_is_not_used(samples, models, tmp_path):
+    agent, encoder = models
+    track = read_openface_csv(samples / "openface" / "sample_00005.csv")
+    save_video_features(tmp_path, compute_video_features(track, agent, encoder, FeatureSettings(frames=4)))
+    vf = video_features("sample_00005", precomputed_dir=tmp_path, openface_dir=samples / "openface",
+                        agent=agent, encoder=encoder, settings=FeatureSettings(frames=8))
+    assert vf.features.shape == (8, 512)
+
+
+def test_corrupt_precomputed_file_is_ignored(samples, models, tmp_path):
+    agent, encoder = models
+    track = read_openface_csv(samples / "openface" / "sample_00005.csv")
+    save_video_features(tmp_path, compute_video_features(track, agent, encoder))
+    (tmp_path / "sample_00005.npy").write_bytes(b"truncated")
+    assert load_precomputed(tmp_path, "sample_00005") is None
+
+
+def test_no_source_is_a_clear_error(tmp_path):
+    with pytest.raises(AUAgentError, match="no precomputed AU features"):
+        video_features("missing", precomputed_dir=tmp_path)
+
+
+def test_all_invalid_video_gives_masked_zeros(tmp_path, models):
+    agent, encoder = models
+    csv = tmp_path / "dark.csv"
+    csv.write_text("frame, success, confidence, AU01_r\n" + "".join(f"{i}, 0, 0.1, 0.5\n" for i in range(1, 20)))
+    vf = compute_video_features(read_openface_csv(csv), agent, encoder)
+    assert vf.features.shape == (8, 512) and not vf.mask.any() and not vf.features.any()
+
+
+def test_features_from_descriptions(models):
+    _, encoder = models
+    vf = features_from_descriptions([40, 5, 90], ["b", "a", "c"], 120, encoder)
+    # AffectGPT's frames 1, 16, 31, 46, 61, 76, 91, 106 → the nearest described frame
+    assert vf.frames == [5, 5, 40, 40, 40, 90, 90, 90]
+    np.testing.assert_array_equal(vf.features[2], vf.features[4])
+    assert vf.descriptions[:3] == ["a", "a", "b"] and vf.mask.all()

@@ -1,0 +1,128 @@
+"""`au-agent precompute`: resumable, sharded, atomic; a killed run finishes byte-identical to a clean one."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import au_agent_cli
+from data_prep.synthetic import write_video
+from affectgpt_patch.precompute import in_shard
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus") / "openface"
+    for i in range(24):
+        write_video(root, f"vid_{i:03d}", 40 + 7 * i, seed=i)
+    return root
+
+
+def args(corpus, out, cache, *extra, agent=("--backend", "rules"), clip=None):
+    return ["-q", "precompute", "--openface-dir", str(corpus), "--out", str(out), "--cache-dir", str(cache),
+            "--clip-model", str(clip), *agent, *extra]
+
+
+def outputs(out):
+    return {p.name: p.read_bytes() for p in sorted(Path(out).iterdir()) if not p.name.startswith(".")}
+
+
+def test_writes_features_json_and_manifest(corpus, tmp_path, tiny_clip):
+    assert au_agent_cli.main(args(corpus, tmp_path / "f", tmp_path / "c", clip=tiny_clip)) == 0
+    files = outputs(tmp_path / "f")
+    assert len([n for n in files if n.endswith(".npy")]) == 24
+    manifest = [json.loads(line) for line in files["manifest.jsonl"].decode().splitlines()]
+    assert [m["name"] for m in manifest] == [f"vid_{i:03d}" for i in range(24)]
+    assert all(m["shape"] == [8, 512] for m in manifest)
+    meta = json.loads(files["vid_003.json"])
+    assert len(meta["descriptions"]) == 8 and meta["settings"]["sampling"] == "uniform"
+
+
+def test_rerun_skips_finished_videos(corpus, tmp_path, tiny_clip, capsys):
+    out = tmp_path / "f"
+    assert au_agent_cli.main(args(corpus, out, tmp_path / "c", clip=tiny_clip)) == 0
+    before = outputs(out)
+    from affectgpt_patch.agent import create_au_agent
+    from affectgpt_patch.clip_encoder import ClipTextEncoder
+    from affectgpt_patch.precompute import PrecomputeOptions, precompute
+
+    summary = precompute(PrecomputeOptions(corpus, out, progress=False),
+                         create_au_agent(backend="rules", cache_dir=str(tmp_path / "c")),
+                         ClipTextEncoder(str(tiny_clip), "cpu", tmp_path / "c"))
+    assert summary["skipped"] == 24 and summary["done"] == 0
+    assert outputs(out) == before
+
+
+def test_killed_run_resumes_to_identical_bytes(corpus, tmp_path, tiny_qwen2, tiny_clip):
+    """SIGKILL in the middle of a real run (hf agent, one video per chunk), then rerun."""
+    agent = ("--agent", str(tiny_qwen2), "--max-new-tokens", "6")
+    clean = tmp_path / "clean"
+    assert au_agent_cli.main(args(corpus, clean, tmp_path / "c1", "--chunk-videos", "1", agent=agent, clip=tiny_clip)) == 0
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "au_agent_cli", *args(corpus, out, tmp_path / "c2", "--chunk-videos", "1",
+                                                        agent=agent, clip=tiny_clip)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if out.is_dir() and len(list(out.glob("*.json"))) >= 6:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    partial = len(list(out.glob("*.json")))
+    assert 6 <= partial < 24
+
+    assert au_agent_cli.main(args(corpus, out, tmp_path / "c2", "--chunk-videos", "1", agent=agent, clip=tiny_clip)) == 0
+    assert outputs(out) == outputs(clean)
+
+
+def test_half_written_video_is_redone(corpus, tmp_path, tiny_clip):
+    out = tmp_path / "f"
+    assert au_agent_cli.main(args(corpus, out, tmp_path / "c", clip=tiny_clip)) == 0
+    good = outputs(out)
+    (out / "vid_004.json").unlink()                       # crash between the npy and its json
+    (out / "vid_007.npy").write_bytes(b"\x93NUMPY trunc")  # an npy that does not match its json
+    assert au_agent_cli.main(args(corpus, out, tmp_path / "c", clip=tiny_clip)) == 0
+    assert outputs(out) == good
+
+
+def test_shards_cover_every_video_once(corpus, tmp_path, tiny_clip):
+    names = sorted(p.stem for p in corpus.glob("*.csv"))
+    owners = {n: [i for i in range(3) if in_shard(n, (i, 3))] for n in names}
+    assert all(len(v) == 1 for v in owners.values())
+    out = tmp_path / "f"
+    for i in range(3):
+        assert au_agent_cli.main(args(corpus, out, tmp_path / "c", "--shard", f"{i}/3", clip=tiny_clip)) == 0
+    manifest = (out / "manifest.jsonl").read_text().splitlines()
+    assert sorted(json.loads(m)["name"] for m in manifest) == names
+    whole = tmp_path / "whole"
+    assert au_agent_cli.main(args(corpus, whole, tmp_path / "c", clip=tiny_clip)) == 0
+    assert outputs(out) == outputs(whole)
+
+
+def test_failed_videos_exit_non_zero_unless_keep_going(corpus, tmp_path, tiny_clip, capsys):
+    import shutil
+
+    src = tmp_path / "openface"
+    shutil.copytree(corpus, src)
+    (src / "broken.csv").write_text("")
+    (src / "no_face.csv").write_text("frame, success, AU01_r\n")
+    assert au_agent_cli.main(args(src, tmp_path / "f", tmp_path / "c", clip=tiny_clip)) == 1
+    assert "2 videos failed" in capsys.readouterr().err
+    failures = [json.loads(line) for line in (tmp_path / "f" / "failures.jsonl").read_text().splitlines()]
+    assert {f["name"] for f in failures} == {"broken", "no_face"}
+    assert len(list((tmp_path / "f").glob("vid_*.npy"))) == 24  # the good videos were all done
+    assert au_agent_cli.main(args(src, tmp_path / "f", tmp_path / "c", "--keep-going", clip=tiny_clip)) == 0
+
+
+@pytest.mark.parametrize("extra,message", [(["--shard", "3/3"], "need 0 <= i < N"),
+                                          (["--shard", "x"], "--shard must look like i/N")])
+def test_bad_arguments(corpus, tmp_path, tiny_clip, capsys, extra, message):
+    assert au_agent_cli.main(args(corpus, tmp_path / "f", tmp_path / "c", *extra, clip=tiny_clip)) == 1
+    assert message in capsys.readouterr().err
