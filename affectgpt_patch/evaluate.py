@@ -1,0 +1,386 @@
+"""``au-agent eval``: how good and how faithful an AU Agent is on a dataset split, next to its teacher and the rules.
+
+    au-agent eval --agent runs/agent --dataset data/au_dataset/val.json --out eval/
+
+For every record of the split (an Alpaca JSON list written by ``prepare-data``) the agent describes the input
+through :meth:`AUAgent.describe_inputs` (batched, deduplicated, cached). Three systems are then scored side by
+side: the **agent**, the **teacher** (the reference descriptions themselves) and the **rules** baseline:
+
+* BLEU (sacrebleu, corpus) and ROUGE-L (rouge-score, mean F-measure) against the reference descriptions;
+* AU fidelity (:mod:`data_prep.fidelity`): the AUs a text mentions vs the AUs active in its input — precision,
+  recall, F1, hallucination rate (mentioned but not active / mentioned), per AU;
+* description length in words; and, for the agent, throughput, cache hits and peak memory.
+
+Written to ``--out``: ``report.md``, ``report.json`` (deterministic except its ``timing`` section),
+``predictions.jsonl`` (one line per record) and the charts ``au_f1.png`` and ``lengths.png``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from data_prep import atomic, contract, fidelity
+from data_prep.errors import AUAgentError
+from data_prep.facs import AU_NAMES
+
+log = logging.getLogger(__name__)
+
+REPORT_VERSION = "au-eval-1"
+SYSTEMS = ("agent", "teacher", "rules")
+LABELS = {"agent": "agent", "teacher": "teacher (reference texts)", "rules": "rules baseline"}
+FILES = ("report.md", "report.json", "predictions.jsonl", "au_f1.png", "lengths.png")
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    input: str
+    reference: str
+    video: str = ""
+    frame: Optional[int] = None
+
+
+@dataclass
+class EvalOptions:
+    dataset: Path
+    out: Path
+    limit: Optional[int] = None
+    batch_size: Optional[int] = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:  # checked before any model is loaded
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise AUAgentError("--out exists and is not a folder", self.out)
+
+
+# ------------------------------------------------------------------------------------------------ the split
+
+
+def load_split(path: Path, limit: Optional[int] = None) -> List[EvalRecord]:
+    """Read an Alpaca split (JSON list, or JSON lines) of contract records; the first ``limit`` if given."""
+    path = Path(path)
+    if limit is not None and limit < 1:
+        raise AUAgentError(f"--limit must be at least 1, got {limit}")
+    if not path.is_file():
+        raise AUAgentError("dataset file not found" if not path.exists() else "dataset is not a file", path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".jsonl":
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            rows = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise AUAgentError(f"not valid JSON ({e.msg}, line {e.lineno})", path) from None
+    if not isinstance(rows, list):
+        raise AUAgentError("expected a JSON list of Alpaca records (instruction/input/output), as prepare-data "
+                           "writes to train.json and val.json", path)
+    if not rows:
+        raise AUAgentError("the split has no records", path)
+    records = []
+    for i, row in enumerate(rows[:limit] if limit else rows):
+        if not isinstance(row, dict):
+            raise AUAgentError(f"record {i} is not an object", path)
+        for key in ("input", "output"):
+            if not isinstance(row.get(key), str) or not row[key].strip():
+                raise AUAgentError(f"record {i} has no {key!r} text", path)
+        try:
+            contract.parse_input(row["input"])
+        except (AUAgentError, ValueError):
+            raise AUAgentError(f"record {i}: input {row['input'][:60]!r} is not a contract input string (e.g. "
+                               "'AU04: 1.20, AU07: 0.95'); re-create the split with prepare-data", path) from None
+        frame = row.get("frame")
+        records.append(EvalRecord(row["input"], row["output"].strip(), str(row.get("video") or ""),
+                                  int(frame) if isinstance(frame, (int, float)) else None))
+    return records
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+
+
+def text_similarity(hypotheses: Sequence[str], references: Sequence[str]) -> Dict[str, Optional[float]]:
+    """Corpus BLEU (0–100) and mean ROUGE-L F-measure (0–1); ``None`` when the ``eval`` extra is missing."""
+    try:
+        import sacrebleu
+        from rouge_score import rouge_scorer
+    except ImportError:
+        log.warning("BLEU/ROUGE-L skipped: install the eval extra (pip install 'au-agent[eval]')")
+        return {"bleu": None, "rouge_l": None}
+    bleu = sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score
+    logging.getLogger("absl").setLevel(logging.WARNING)  # rouge-score logs "Using default tokenizer." per scorer
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    rouge = statistics.fmean(scorer.score(r, h)["rougeL"].fmeasure for h, r in zip(hypotheses, references))
+    return {"bleu": round(bleu, 2), "rouge_l": round(rouge, 4)}
+
+
+def length_stats(texts: Sequence[str]) -> Dict[str, object]:
+    words = sorted(len(t.split()) for t in texts)
+    return {
+        "mean": round(statistics.fmean(words), 2),
+        "median": statistics.median_low(words),
+        "p90": words[min(len(words) - 1, int(0.9 * len(words)))],
+        "min": words[0],
+        "max": words[-1],
+    }
+
+
+def _system(texts: Sequence[str], references: Sequence[str], actives: Sequence[frozenset], compare: bool):
+    tally = fidelity.FidelityTally()
+    scores = [tally.add(fidelity.fidelity(t, a)) for t, a in zip(texts, actives)]
+    similarity = text_similarity(texts, references) if compare else {"bleu": None, "rouge_l": None}
+    return {**similarity, "fidelity": tally.summary(), "words": length_stats(texts)}, scores
+
+
+def _peak_rss_mib() -> Optional[float]:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2 ** 20 if sys.platform == "darwin" else 2 ** 10), 1)
+
+
+def _cuda_peak_mib() -> Optional[float]:
+    torch = sys.modules.get("torch")  # never import torch just to ask
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
+
+
+# ------------------------------------------------------------------------------------------------- the run
+
+
+def evaluate(opts: EvalOptions, agent, records: Optional[List[EvalRecord]] = None) -> Dict[str, object]:
+    """Describe the split with ``agent`` (an :class:`AUAgent`), score three systems, write the report files.
+
+    ``records`` (from :func:`load_split`) saves reading the split again when the caller has checked it already."""
+    from .agent.rules import rules_description
+
+    out = Path(opts.out)
+    if records is None:
+        records = load_split(opts.dataset, opts.limit)
+    inputs = [r.input for r in records]
+    references = [r.reference for r in records]
+    actives = [fidelity.active_set(contract.parse_input(s)) for s in inputs]
+
+    before = agent.cache_stats()
+    start = time.perf_counter()
+    predictions = agent.describe_inputs(inputs, batch_size=opts.batch_size, progress=opts.progress)
+    generation_s = time.perf_counter() - start
+    after = agent.cache_stats()
+    rules = [rules_description(s) for s in inputs]
+
+    texts = {"agent": predictions, "teacher": references, "rules": rules}
+    systems, scores = {}, {}
+    for name in SYSTEMS:
+        systems[name], scores[name] = _system(texts[name], references, actives, compare=name != "teacher")
+        systems[name] = {"label": LABELS[name], **systems[name]}
+    config = agent.config
+    report: Dict[str, object] = {
+        "report_version": REPORT_VERSION,
+        "contract_version": contract.CONTRACT_VERSION,
+        "lexicon_version": fidelity.LEXICON_VERSION,
+        "dataset": {
+            "path": str(opts.dataset),
+            "sha1": hashlib.sha1(Path(opts.dataset).read_bytes()).hexdigest(),
+            "records": len(records),
+            "limit": opts.limit,
+            "distinct_inputs": len(set(inputs)),
+        },
+        "agent": {
+            "backend": config.backend,
+            "agent_dir": config.agent_dir,
+            "base_model": config.base_model,
+            "lora_weights": config.lora_weights,
+            "fingerprint": agent.fingerprint,
+            "generation": config.generation_settings(),
+        },
+        "systems": systems,
+        "files": list(FILES),
+        "timing": {
+            "generation_s": round(generation_s, 3),
+            "descriptions_per_s": round(len(records) / generation_s, 2) if generation_s > 0 else None,
+            "batch_size": opts.batch_size or config.batch_size,
+            "cache_hits": after["hits"] - before["hits"],
+            "generated": after["generated"] - before["generated"],
+            "peak_rss_mib": _peak_rss_mib(),
+            "cuda_max_memory_allocated_mib": _cuda_peak_mib(),
+        },
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(out / "report.json", report)
+    atomic.write_text(out / "report.md", report_markdown(report, records, texts, scores))
+    atomic.write_text(out / "predictions.jsonl", _predictions(records, texts, scores))
+    _plot(out, report, texts)
+    log.info("evaluation report written to %s", out / "report.md")
+    return report
+
+
+def _predictions(records: Sequence[EvalRecord], texts, scores) -> str:
+    lines = []
+    for i, r in enumerate(records):
+        agent, teacher = scores["agent"][i], scores["teacher"][i]
+        lines.append(json.dumps({
+            "video": r.video, "frame": r.frame, "input": r.input,
+            "reference": r.reference, "prediction": texts["agent"][i],
+            "active": sorted(agent.active),
+            "mentioned": {"prediction": sorted(agent.mentioned), "reference": sorted(teacher.mentioned)},
+            "hallucinated": {"prediction": sorted(agent.hallucinated), "reference": sorted(teacher.hallucinated)},
+            "missed": {"prediction": sorted(agent.missed), "reference": sorted(teacher.missed)},
+            "f1": {"prediction": round(agent.f1, 4), "reference": round(teacher.f1, 4)},
+        }, ensure_ascii=False))
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------- report
+
+
+def _num(x: Optional[float], digits: int) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def summary_rows(report: Mapping[str, object]) -> List[List[str]]:
+    """The side-by-side table: one row per system (used by report.md and the CLI)."""
+    rows = [["system", "BLEU", "ROUGE-L", "AU precision", "AU recall", "AU F1", "hallucination rate",
+             "omission rate", "words"]]
+    for name, s in report["systems"].items():
+        f = s["fidelity"]
+        label = f"{s['label']} ({report['agent']['backend']})" if name == "agent" else s["label"]
+        rows.append([label, _num(s["bleu"], 2), _num(s["rouge_l"], 3), _num(f["precision"], 3), _num(f["recall"], 3),
+                     _num(f["f1"], 3), _num(f["hallucination_rate"], 3), _num(f["omission_rate"], 3),
+                     _num(s["words"]["mean"], 1)])
+    return rows
+
+
+def summary_text(report: Mapping[str, object]) -> str:
+    """Plain-text table for the terminal."""
+    rows = summary_rows(report)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    t = report["timing"]
+    lines.append(f"{report['dataset']['records']} records; generation {t['generation_s']:.2f} s "
+                 f"({_num(t['descriptions_per_s'], 1)} descriptions/s, {t['cache_hits']} cache hits, "
+                 f"{t['generated']} generated)")
+    return "\n".join(lines)
+
+
+def _md_table(rows: List[List[str]]) -> List[str]:
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join(["---"] + ["---:"] * (len(rows[0]) - 1)) + "|"]
+    return out + ["| " + " | ".join(r) + " |" for r in rows[1:]]
+
+
+def report_markdown(report: Mapping[str, object], records: Sequence[EvalRecord], texts, scores) -> str:
+    ds, ag, t = report["dataset"], report["agent"], report["timing"]
+    systems = report["systems"]
+    who = ag["agent_dir"] or ag["base_model"] or ag["backend"]
+    lines = [
+        "# AU Agent evaluation",
+        "",
+        f"Dataset `{ds['path']}`: {ds['records']} records ({ds['distinct_inputs']} distinct AU inputs). "
+        f"Agent: `{who}` ({ag['backend']} backend, fingerprint `{ag['fingerprint']}`). "
+        f"Prompt contract `{report['contract_version']}`, lexicon `{report['lexicon_version']}`.",
+        "",
+        *_md_table(summary_rows(report)),
+        "",
+        "BLEU (sacrebleu, corpus, 0–100) and ROUGE-L (rouge-score, mean F-measure, 0–1) compare each text with the "
+        "reference description. **AU fidelity** compares the AUs a text mentions (a lexicon of FACS names and "
+        "everyday phrasings, negations excluded; `data_prep/fidelity.py`) with the AUs active in its input "
+        f"(intensity > {contract.ACTIVE_THRESHOLD}), micro-averaged: precision = mentioned and active / mentioned, "
+        "recall = mentioned and active / active, hallucination rate = mentioned but not active / mentioned. "
+        "The teacher row scores the reference texts themselves; the rules baseline mentions exactly the active AUs "
+        "by construction.",
+        "",
+        "## Per AU",
+        "",
+    ]
+    per = {name: systems[name]["fidelity"]["per_au"] for name in SYSTEMS}
+    codes = sorted({c for table in per.values() for c in table}, key=lambda c: int(c[2:]))
+    rows = [["AU", "name", "active", "F1 agent", "F1 teacher", "F1 rules", "hallucinated agent",
+             "hallucinated teacher", "missed agent", "missed teacher"]]
+    for code in codes:
+        get = {name: per[name].get(code) for name in SYSTEMS}
+        active = next(g["active"] for g in get.values() if g)
+        rows.append([code, AU_NAMES.get(code, ""), str(active)]
+                    + [_num(get[n]["f1"], 3) if get[n] else "—" for n in SYSTEMS]
+                    + [str(get[n]["hallucinated"]) if get[n] else "0" for n in ("agent", "teacher")]
+                    + [str(get[n]["missed"]) if get[n] else "0" for n in ("agent", "teacher")])
+    lines += _md_table(rows)
+    lines += ["", "## Length (words)", ""]
+    rows = [["system", "mean", "median", "p90", "min", "max"]]
+    for name in SYSTEMS:
+        w = systems[name]["words"]
+        rows.append([systems[name]["label"], f"{w['mean']:.1f}", str(w["median"]), str(w["p90"]), str(w["min"]),
+                     str(w["max"])])
+    lines += _md_table(rows)
+    lines += [
+        "", "## Throughput and memory", "",
+        f"Generation of {ds['records']} descriptions ({ds['distinct_inputs']} distinct inputs) took "
+        f"{t['generation_s']:.2f} s: {_num(t['descriptions_per_s'], 1)} descriptions/s at batch size "
+        f"{t['batch_size']}; {t['cache_hits']} read from the description cache, {t['generated']} generated. "
+        f"Peak RSS {_num(t['peak_rss_mib'], 0)} MiB"
+        + (f", peak CUDA memory {t['cuda_max_memory_allocated_mib']:.0f} MiB." if t["cuda_max_memory_allocated_mib"]
+           else "."),
+        "",
+    ]
+    worst = sorted(range(len(records)), key=lambda i: (scores["agent"][i].f1, i))[:5]
+    worst = [i for i in worst if scores["agent"][i].f1 < 1.0]
+    if worst:
+        lines += ["## Least faithful agent descriptions", ""]
+        for i in worst:
+            s = scores["agent"][i]
+            lines += [f"* `{records[i].input}` — F1 {s.f1:.2f}; hallucinated "
+                      f"{', '.join(sorted(s.hallucinated)) or '—'}; missed {', '.join(sorted(s.missed)) or '—'}",
+                      f"  * agent: {texts['agent'][i]}",
+                      f"  * reference: {records[i].reference}"]
+        lines.append("")
+    lines += ["## Files", "", "`report.json` (the numbers; `timing` is the only run-dependent section), "
+              "`predictions.jsonl` (per record: input, reference, prediction, active and mentioned AUs), "
+              "`au_f1.png` (per-AU F1), `lengths.png` (description lengths).", ""]
+    return "\n".join(lines)
+
+
+def _plot(out: Path, report: Mapping[str, object], texts: Mapping[str, Sequence[str]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"agent": "#4c72b0", "teacher": "#dd8452", "rules": "#55a868"}
+    systems = report["systems"]
+    per = {name: systems[name]["fidelity"]["per_au"] for name in SYSTEMS}
+    codes = sorted({c for table in per.values() for c in table}, key=lambda c: int(c[2:]))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(codes) + 2), 3.6))
+    width = 0.27
+    for k, name in enumerate(SYSTEMS):
+        values = [per[name][c]["f1"] if c in per[name] else 0.0 for c in codes]
+        ax.bar([i + (k - 1) * width for i in range(len(codes))], values, width, label=systems[name]["label"],
+               color=colors[name])
+    ax.set_xticks(range(len(codes)), codes, rotation=60, fontsize=8)
+    ax.set_ylim(0, 1.22)
+    ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    ax.set_ylabel("AU fidelity F1")
+    ax.set_title("Per-AU fidelity: agent vs teacher vs rules")
+    ax.legend(fontsize=8, loc="upper center", ncol=3, frameon=False)
+    fig.tight_layout()
+    fig.savefig(out / "au_f1.png", dpi=90, metadata={"Software": None})
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    longest = max(len(t.split()) for ts in texts.values() for t in ts)
+    bins = list(range(0, longest + 3, 2))
+    styles = {"agent": ("-", 2.2), "teacher": ("-", 1.4), "rules": ("--", 1.4)}
+    for name in SYSTEMS:
+        ax.hist([len(t.split()) for t in texts[name]], bins=bins, histtype="step", linestyle=styles[name][0],
+                linewidth=styles[name][1], label=systems[name]["label"], color=colors[name])
+    ax.set_xlabel("words per description")
+    ax.set_ylabel("records")
+    ax.set_title("Description length")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "lengths.png", dpi=90, metadata={"Software": None})
+    plt.close(fig)

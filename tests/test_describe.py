@@ -1,0 +1,32 @@
+"""`au-agent describe`: every frame of every CSV, one JSON line each, masked frames explained."""
+import json
+
+import au_agent_cli
+from data_prep import contract
+from data_prep.openface import read_openface_csv
+
+
+def test_describe_folder_with_rules(samples, tmp_path):
+    out = tmp_path / "d.jsonl"
+    assert au_agent_cli.main(["-q", "describe", str(samples / "openface"), "--backend", "rules",
+                              "--out", str(out), "--cache-dir", str(tmp_path / "c")]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    track = read_openface_csv(samples / "openface" / "sample_00000.csv")
+    first = [r for r in lines if r["video"] == "sample_00000"]
+    assert [r["frame"] for r in first] == track.frames.tolist()
+    for r, ok, reason in zip(first, track.valid, track.reasons):
+        if ok:
+            assert r["input"] == contract.format_input(contract.parse_input(r["input"])) and r["description"]
+        else:
+            assert r["input"] is None and r["description"] is None and r["masked"] == reason
+    assert len({r["video"] for r in lines}) == 12
+
+
+def test_stdout_and_errors(samples, tmp_path, capsys):
+    assert au_agent_cli.main(["-q", "describe", str(samples / "openface" / "sample_00001.csv"), "--no-cache"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["video"] == "sample_00001"
+    assert au_agent_cli.main(["-q", "describe", str(tmp_path / "none.csv"), "--out", str(tmp_path / "o.jsonl")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("none.csv: OpenFace CSV not found") and not (tmp_path / "o.jsonl").exists()
+    assert au_agent_cli.main(["-q", "describe", str(samples / "openface"), "--backend", "hf"]) == 1
+    assert "--backend hf needs --agent" in capsys.readouterr().err
