@@ -1,0 +1,323 @@
+"""The AU modality inside patched fixture checkouts: the dataset mixin (training and inference), the model-side
+AU branch and Chat. Heavy AffectGPT dependencies are stubbed (decord) or tiny (a random Qwen2, a random CLIP);
+features come from this project's own pipeline (OpenFace CSV → rules agent → CLIP), from files written by it,
+or from MER-Factory's per-frame descriptions."""
+import importlib.util
+import logging
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from data_prep import AUAgentError
+from data_prep.sources import per_frame
+from data_prep.sources.record import load_json
+from affectgpt_patch import mixin
+from affectgpt_patch.agent import create_au_agent
+from affectgpt_patch.clip_encoder import load_clip_text_encoder
+from affectgpt_patch.features import (FeatureSettings, compute_video_features, features_from_descriptions,
+                                      save_video_features, video_features)
+from affectgpt_patch.patcher import ConfigOptions, apply_patch
+from affectgpt_patch.patcher.configs import TRAIN_CONFIG
+from affectgpt_patch.patcher.templates import TEMPLATE_DIR, branch_constants
+from data_prep.openface import read_openface_csv
+
+from fixtures.affectgpt import NAMES, build_tiny_llm, code_root, imported, make_checkout, write_dataset
+
+N_TOKENS = 2  # num_au_query_token, so the <AUHere> expansion is visible
+
+
+@pytest.fixture(scope="module")
+def tiny_llm(tmp_path_factory):
+    return build_tiny_llm(tmp_path_factory.mktemp("llm"))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture()
+def env(tmp_path, monkeypatch, tiny_clip):
+    """A fresh CLIP/description cache and warning memory; the AU settings every test shares."""
+    monkeypatch.setenv("AU_AGENT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(mixin, "_WARNED", set())
+    monkeypatch.setattr(mixin, "_MODELS", {})
+    return {"au_agent_backend": "rules", "au_agent_cache_dir": str(tmp_path / "cache"), "au_clip_model": str(tiny_clip)}
+
+
+def load_template():
+    spec = importlib.util.spec_from_file_location("au_branch_template", TEMPLATE_DIR / "au_branch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def patched(tmp_path, variant="upstream", layout="nested", **options):
+    root = make_checkout(tmp_path / "repo", variant, layout)
+    apply_patch(root, ConfigOptions(**options))
+    cfg = OmegaConf.load(code_root(root) / TRAIN_CONFIG)
+    cfg.model.num_au_query_token = N_TOKENS
+    return root, cfg
+
+
+def reference_features(name, samples, env):
+    """What `au-agent precompute` computes for the video, straight from the features API."""
+    agent = create_au_agent(backend="rules", cache_dir=env["au_agent_cache_dir"])
+    return video_features(name, openface_dir=samples / "openface", agent=agent,
+                          encoder=load_clip_text_encoder(env["au_clip_model"]), settings=FeatureSettings(frames=8))
+
+
+# ---- pieces without a checkout
+
+
+def test_mode_detection_and_prompt_segment():
+    assert mixin.is_au_mode("multiface_audio_face_frame_au_text") and not mixin.is_au_mode("multiface_audio_face_text")
+    assert not mixin.is_au_mode("audioonly") and mixin.mode_without_au("audio_au_text") == "audio_text"
+    prompt = mixin.insert_au_segment("###Human: Audio: <AudioHere>. The subtitle of this video is: x. Now, please.")
+    assert prompt.index("<AU><AUHere></AU>") < prompt.index("The subtitle")
+    assert mixin.insert_au_segment("###Human: Now, please go.") == "###Human: " + mixin.AU_PROMPT + "Now, please go."
+    assert mixin.insert_au_segment("Describe it.") == mixin.AU_PROMPT + "Describe it."
+    assert mixin.name_from_paths(None, "/a/audio/s_7.wav", "/a/faces/s_7/s_7.npy") == "s_7"
+    assert mixin.name_from_paths("/v/s_8.mp4") == "s_8" and mixin.name_from_paths() is None
+
+
+def test_defaults_agree_between_mixin_template_and_patcher():
+    constants = branch_constants()
+    assert constants["AU_PATCH_TOKEN"] == mixin.AU_PATCH_TOKEN
+    assert constants["AU_FEATURE_DIM"] == mixin.AU_FEATURE_DIM
+    assert constants["DEFAULTS"]["num_au_query_token"] == mixin.SETTINGS["num_au_query_token"]
+
+
+@pytest.mark.parametrize("fusion", ["mean", "attention"])
+def test_au_branch_maps_features_to_llm_tokens(fusion):
+    template = load_template()
+    torch.manual_seed(0)
+    branch = template.AUProjector(llm_hidden_size=48, num_tokens=3, fusion_type=fusion)
+    aus = torch.randn(4, 8, 512)
+    mask = torch.ones(4, 8, dtype=torch.bool)
+    mask[1, 5:] = False
+    mask[2] = False  # no valid frame at all
+    pooled, tokens = branch(aus, mask)
+    assert tokens.shape == (4, 3, 48) and pooled.shape == (4, 3, 512) and torch.isfinite(tokens).all()
+    changed = aus.clone()
+    changed[1, 5:] = 100.0  # masked frames do not matter
+    changed[2] = -7.0
+    assert torch.allclose(branch(changed, mask)[1], tokens, atol=1e-5)
+    assert torch.allclose(pooled[2], torch.zeros_like(pooled[2]))
+    assert branch(aus)[1].shape == (4, 3, 48)  # no mask: every frame counts
+    with pytest.raises(ValueError, match="au_fusion_type"):
+        template.AUProjector(48, fusion_type="qformer")
+
+
+# ---- training: builder → dataset → collater → model
+
+
+@pytest.mark.parametrize("layout", ["nested", "flat"])
+def test_patched_training_path(tmp_path, samples, env, tiny_llm, data_dir, layout):
+    root, cfg = patched(tmp_path, layout=layout, openface_dir=str(samples / "openface"))
+    ds_cfg = cfg.datasets.mercaptionplus
+    for key, value in env.items():
+        ds_cfg[key] = value
+    with imported(root, tiny_llm, data_dir) as ag:
+        # the builder runs BaseDataset.__init__, whose debug __getitem__ + collater already need every AU setting
+        dataset = ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()["train"]
+        assert type(dataset).__mro__[1].__name__ == "BaseDataset" and isinstance(dataset, mixin.AUDatasetMixin)
+        assert dataset.needed_data == ["frame", "face", "audio", "au"]
+        items = [dataset[i] for i in range(len(NAMES))]
+        au_id = dataset.tokenizer.get_vocab()["<AUHere>"]
+        for name, item in zip(NAMES, items):
+            expected = reference_features(name, samples, env)
+            np.testing.assert_array_equal(item["au"].numpy(), expected.features)
+            assert item["au"].dtype == torch.float32 and item["au_mask"].tolist() == expected.mask.tolist()
+            ids = item["text_input"]
+            positions = torch.where(ids == au_id)[0]
+            assert len(positions) == N_TOKENS and (positions.diff() == 1).all()
+            assert "frame by frame, are: <AU><AUHere><AUHere></AU>. The subtitle" in dataset.tokenizer.decode(ids)
+        batch = dataset.collater(items)
+        assert batch["aus"].shape == (3, 8, 512) and batch["au_masks"].shape == (3, 8)
+        assert batch["au_masks"].dtype == torch.bool and "faces" in batch and "audios" in batch
+
+        model = ag.registry.get_model_class("affectgpt").from_config(cfg.model)
+        assert model.num_au_query_token == N_TOKENS and model.au_branch.fusion_type == "attention"
+        loss = model(batch)["loss"]
+        assert torch.isfinite(loss)
+        loss.backward()
+        assert model.au_branch.au_llama_proj.weight.grad.abs().sum() > 0  # the AU tokens reached the LLM
+
+        # a released checkpoint (no AU weights) still loads; the AU branch keeps its fresh weights
+        released = {k: v for k, v in model.state_dict().items() if not k.startswith("au_branch.")}
+        torch.save({"model": released}, tmp_path / "released.pth")
+        cfg.model.ckpt = str(tmp_path / "released.pth")
+        del cfg.model.num_au_query_token, cfg.model.au_fusion_type, cfg.model.frozen_au_proj
+        reloaded = ag.registry.get_model_class("affectgpt").from_config(cfg.model)
+        assert reloaded.num_au_query_token == 1 and reloaded.au_branch.fusion_type == "attention"
+
+
+def test_config_errors_fail_loudly_at_build(tmp_path, samples, env, tiny_llm, data_dir):
+    root, cfg = patched(tmp_path, openface_dir=str(tmp_path / "no_such_dir"))
+    ds_cfg = cfg.datasets.mercaptionplus
+    for key, value in env.items():
+        ds_cfg[key] = value
+    with imported(root, tiny_llm, data_dir) as ag:
+        builder = ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model)
+        with pytest.raises(AUAgentError, match="openface_output_dir: folder not found"):
+            builder.build_datasets()
+        ds_cfg.openface_output_dir = None
+        with pytest.raises(AUAgentError, match="AU features need au_precomputed_dir or openface_output_dir"):
+            builder.build_datasets()
+
+
+def test_non_au_modes_are_untouched(tmp_path, env, tiny_llm, data_dir):
+    root, cfg = patched(tmp_path)
+    ds_cfg = cfg.datasets.mercaptionplus
+    ds_cfg.face_or_frame = "multiface_audio_face_text"
+    with imported(root, tiny_llm, data_dir) as ag:
+        dataset = ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()["train"]
+        item = dataset[0]
+        assert "au" not in item and "aus" not in dataset.collater([item, dataset[1]])
+        assert "<AUHere>" not in dataset.get_prompt_for_multimodal("multiface_audio_face_text", "hi", "q?")
+        with pytest.raises(AUAgentError, match="has no mode 'image_text'"):
+            dataset.get_needed_data("image_au_text")
+
+
+# ---- where features come from
+
+
+def _inference_dataset(ag, cfg, needed_mode="multiface_audio_face_frame_au_text"):
+    """What the patched inference_hybird.py does: no-argument dataset, attributes by hand, configure_au."""
+    dataset = ag.builders.MER2023_Dataset()
+    dataset.needed_data = dataset.get_needed_data(needed_mode)
+    processor = cfg.inference.vis_processor.train
+    dataset.vis_processor = ag.registry.get_processor_class(processor.name).from_config(processor)
+    dataset.n_frms = cfg.model.vis_processor.train.n_frms
+    dataset.configure_au(cfg.inference, *cfg.datasets.values(), cfg.model)
+    return dataset
+
+
+def _paths(data_dir, name):
+    return (str(data_dir / "video" / f"{name}.mp4"), str(data_dir / "openface_face" / name / f"{name}.npy"),
+            str(data_dir / "audio" / f"{name}.wav"), None)
+
+
+def test_inference_path_with_chat(tmp_path, samples, env, tiny_llm, data_dir):
+    root, cfg = patched(tmp_path, openface_dir=str(samples / "openface"))
+    for key, value in env.items():
+        cfg.inference[key] = value
+    with imported(root, tiny_llm, data_dir) as ag:
+        dataset = _inference_dataset(ag, cfg)
+        assert not hasattr(dataset, "tokenizer")  # __init__ returned early: nothing but class-level defaults
+        assert dataset.use_au_agent is True and dataset.openface_output_dir == str(samples / "openface")
+        sample_data = dataset.read_frame_face_audio_text(*_paths(data_dir, "sample_00002"))
+        expected = reference_features("sample_00002", samples, env)
+        np.testing.assert_array_equal(sample_data["au"].numpy(), expected.features)
+
+        model = ag.registry.get_model_class("affectgpt").from_config(cfg.model).eval()
+        chat = ag.conversation.Chat(model, cfg.model, device="cpu")
+        img_list = {"audio": chat.postprocess_audio(sample_data)[1], "frame": chat.postprocess_frame(sample_data)[1],
+                    "face": chat.postprocess_face(sample_data)[1], "image": None}
+        img_list["multi"] = chat.postprocess_multi(chat.postprocess_face(sample_data)[0],
+                                                   chat.postprocess_audio(sample_data)[0])[1]
+        img_list["au"] = chat.postprocess_au(sample_data)[1]
+        assert img_list["au"].shape == (1, N_TOKENS, model.llama_model.config.hidden_size)
+        prompt = dataset.get_prompt_for_multimodal("multiface_audio_face_frame_au_text", "hello", "How is she?")
+        assert chat.replace_token_for_multimodal(prompt).count("<AUHere>") == N_TOKENS
+        with torch.no_grad():
+            assert isinstance(chat.answer_sample(prompt, img_list, do_sample=False, max_new_tokens=2), str)
+        img_list["au"] = None
+        with pytest.raises(AssertionError, match="Some input info is missing"):
+            chat.answer_sample(prompt, img_list, do_sample=False, max_new_tokens=2)
+
+
+def test_precomputed_features_never_load_the_agent(tmp_path, samples, env, tiny_llm, data_dir):
+    agent = create_au_agent(backend="rules", cache_dir=env["au_agent_cache_dir"])
+    encoder = load_clip_text_encoder(env["au_clip_model"])
+    track = read_openface_csv(samples / "openface" / "sample_00005.csv")
+    written = compute_video_features(track, agent, encoder, FeatureSettings(frames=8))
+    save_video_features(tmp_path / "features", written)
+    root, cfg = patched(tmp_path, openface_dir=str(samples / "openface"), precomputed_dir=str(tmp_path / "features"))
+    for key, value in env.items():
+        cfg.inference[key] = value
+    with imported(root, tiny_llm, data_dir) as ag:
+        dataset = _inference_dataset(ag, cfg)
+        vf = dataset._extract_au_features_realtime("sample_00005")
+        np.testing.assert_array_equal(vf.features, written.features)
+        assert dataset._au_agent()._agent is None  # the file was enough: no model loaded
+        dataset._extract_au_features_realtime("sample_00000")  # no file: computed, so now the agent loads
+        assert dataset._au_agent()._agent is not None
+
+
+def test_mer_factory_descriptions(tmp_path, samples, env, tiny_llm, data_dir):
+    root, cfg = patched(tmp_path, mer_factory_output=str(samples / "mer_factory"))
+    assert cfg.datasets.mercaptionplus.use_au_agent is False
+    for key, value in env.items():
+        cfg.inference[key] = value
+    with imported(root, tiny_llm, data_dir) as ag:
+        dataset = _inference_dataset(ag, cfg)
+        feature, mask = dataset.au_feature("sample_00002")
+        path = samples / "mer_factory" / "sample_00002" / "sample_00002_au_analysis.json"
+        data = load_json(path)
+        records = list(per_frame.read(path, data, "sample_00002"))
+        encoder = load_clip_text_encoder(env["au_clip_model"])
+        expected = features_from_descriptions([r.frame for r in records], [r.description.strip() for r in records],
+                                              data["au_info"]["total_frames"], encoder, FeatureSettings(frames=8))
+        assert feature.shape == (8, 512) and mask.tolist() == expected.mask.tolist()
+        np.testing.assert_allclose(feature.numpy(), expected.features, atol=1e-3)
+
+
+def test_missing_source_gives_a_masked_zero_and_one_warning(tmp_path, samples, env, tiny_llm, data_dir, caplog):
+    root, cfg = patched(tmp_path, openface_dir=str(samples / "openface"))
+    for key, value in env.items():
+        cfg.inference[key] = value
+    with imported(root, tiny_llm, data_dir) as ag, caplog.at_level(logging.WARNING, logger="affectgpt_patch.mixin"):
+        dataset = _inference_dataset(ag, cfg)
+        for name in ("no_such_video", "another_missing_one"):
+            video, _, audio, _ = _paths(data_dir, name)
+            sample_data = dataset.read_frame_face_audio_text(video, None, audio, None)
+            assert sample_data["au"].shape == (8, 512) and not sample_data["au"].any()
+            assert not sample_data["au_mask"].any()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "no_such_video" in warnings[0].getMessage()
+    assert "masked zero AU feature" in warnings[0].getMessage()
+
+
+def test_a_missing_sample_is_not_replaced_during_training(tmp_path, samples, env, tiny_llm, data_dir):
+    openface = tmp_path / "openface"
+    openface.mkdir()
+    for name in NAMES[1:]:  # the first sample has no CSV
+        (openface / f"{name}.csv").write_bytes((samples / "openface" / f"{name}.csv").read_bytes())
+    root, cfg = patched(tmp_path, openface_dir=str(openface))
+    ds_cfg = cfg.datasets.mercaptionplus
+    for key, value in env.items():
+        ds_cfg[key] = value
+    with imported(root, tiny_llm, data_dir) as ag:
+        dataset = ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()["train"]
+        item = dataset[0]
+        assert "hello there" in dataset.tokenizer.decode(item["text_input"])
+        assert not item["au_mask"].any() and not item["au"].any()
+        assert dataset[1]["au_mask"].all()
+
+
+# ---- the AU fork: the agent path inside its own AU code
+
+
+def test_fork_uses_the_agent_path(tmp_path, samples, env, tiny_llm, data_dir):
+    root, cfg = patched(tmp_path, variant="au_fork", layout="flat", openface_dir=str(samples / "openface"))
+    ds_cfg = cfg.datasets.mercaptionplus
+    ds_cfg.use_preextracted_features = False
+    for key, value in env.items():
+        ds_cfg[key] = value
+    with imported(root, tiny_llm, data_dir) as ag:
+        dataset = ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()["train"]
+        assert isinstance(dataset, mixin.AUSourceMixin) and not isinstance(dataset, mixin.AUDatasetMixin)
+        item = dataset[NAMES.index("sample_00002")]
+        np.testing.assert_array_equal(item["au"].numpy(), reference_features("sample_00002", samples, env).features)
+        assert item["au_preextracted"] is True  # the fork's model accepts only "pre-extracted" AU features
+        batch = dataset.collater([dataset[0], dataset[1]])
+        assert batch["aus"].shape == (2, 8, 512) and batch["au_preextracted"] is True
+
+        dataset.use_au_agent = False  # the fork's own sources are still there
+        dataset.mer_factory_output = str(samples / "mer_factory")
+        sample_data = dataset.read_frame_face_audio_text(None, None, None, None, sample_name="sample_00002")
+        assert isinstance(sample_data["au"], dict) and sample_data["au_preextracted"] is False
