@@ -14,6 +14,12 @@ OPENFACE_DIR ?=
 OUT ?= output/au_dataset
 PREPARE_ARGS ?=
 
+# train-agent (OUT there is the agent folder; the dataset is DATASET)
+DATASET ?= output/au_dataset
+BASE_MODEL ?= Qwen/Qwen2.5-7B-Instruct
+RECIPE ?= qwen2.5_7b_lora_sft
+TRAIN_ARGS ?=
+
 .PHONY: install prepare-data train-agent demo test bench clean
 
 install: $(STAMP)
@@ -28,6 +34,10 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 prepare-data: $(STAMP)
 	$(AU_AGENT) prepare-data --mer-factory-output $(MER_FACTORY_OUTPUT) \
 		$(if $(OPENFACE_DIR),--openface-dir $(OPENFACE_DIR)) --out $(OUT) $(PREPARE_ARGS)
+
+train-agent: OUT = output/au_agent_qwen2.5_7b_lora
+train-agent: $(STAMP)
+	$(AU_AGENT) train --recipe $(RECIPE) --dataset $(DATASET) --base-model $(BASE_MODEL) --out $(OUT) $(TRAIN_ARGS)
 
 # pytest exits 5 when it collected nothing: that is a failure, not a pass.
 test: $(STAMP)

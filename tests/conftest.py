@@ -44,3 +44,43 @@ def tiny_qwen2(tmp_path_factory, sample_dataset) -> Path:
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> Path:
+    """A tiny random CLIP saved as a TorchScript archive, loaded through ``clip.load(path)`` like ViT-B-32.pt."""
+    from affectgpt_patch.tiny_clip import build_tiny_clip
+
+    return build_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny_clip.pt")
+
+
+@pytest.fixture()
+def cache_dir(tmp_path) -> Path:
+    """A fresh, empty description / CLIP-feature cache for one test."""
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tmp_path_factory, sample_dataset, tiny_qwen2) -> Path:
+    """``au-agent train`` with ``tiny_cpu_lora_sft.yaml`` on the sample dataset (12 steps, eval and save every 4):
+    the output folder with ``checkpoint-best/`` and ``agent_card.json`` (read-only: copy before changing it)."""
+    import au_agent_cli
+
+    out = tmp_path_factory.mktemp("agent") / "tiny_agent"
+    rc = au_agent_cli.main(["-q", "train", "--recipe", "tiny_cpu_lora_sft", "--dataset", str(sample_dataset),
+                            "--base-model", str(tiny_qwen2), "--out", str(out)])
+    log = out / "train.log"
+    assert rc == 0, log.read_text(errors="replace")[-4000:] if log.is_file() else "training did not start"
+    return out
+
+
+@pytest.fixture()
+def quiet_transformers():
+    """Undo LLaMA-Factory's argument parsers turning transformers' logging up to INFO (it would flood the
+    stderr that later tests read)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    yield
+    hf_logging.set_verbosity(level)
+    hf_logging.reset_format()

@@ -22,7 +22,6 @@ from data_prep.errors import AUAgentError
 log = logging.getLogger(__name__)
 
 BACKENDS = ("hf", "vllm", "openai", "rules")
-CARD_NAME = "agent_card.json"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 
 #: Seed / AffectGPT config keys → AgentConfig fields.
@@ -124,33 +123,23 @@ def agent_config(cfg: Any = None, **overrides: Any) -> AgentConfig:
 
 
 def _apply_agent_dir(config: AgentConfig) -> None:
-    """Fill base model and adapter from an agent folder, its card, or a bare adapter folder."""
+    """Fill base model and adapter from an agent card, a bare adapter folder or a merged model folder."""
+    from llamafactory_configs.agent_card import CARD_NAME, BEST_DIR, load_agent_card
+
     path = Path(config.agent_dir)
-    card_path = path if path.is_file() else path / CARD_NAME
-    if path.is_dir() and not card_path.is_file() and (path / "checkpoint-best" / CARD_NAME).is_file():
-        card_path = path / "checkpoint-best" / CARD_NAME
-    if card_path.is_file():
-        try:
-            card = json.loads(card_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise AUAgentError(f"agent card is not valid JSON ({e.msg})", card_path) from None
-        version = card.get("contract_version")
-        if version != contract.CONTRACT_VERSION:
-            raise AUAgentError(f"agent was trained with prompt contract {version!r}, this au-agent speaks "
-                               f"{contract.CONTRACT_VERSION!r}; retrain or install the matching au-agent", card_path)
+    if path.is_file() or (path / CARD_NAME).is_file() or (path / BEST_DIR / CARD_NAME).is_file():
+        card = load_agent_card(path)
         config.card = card
-        config.base_model = config.base_model or card.get("base_model")
-        adapter = card.get("adapter_dir") or "checkpoint-best"
-        adapter_path = (card_path.parent / adapter) if not Path(adapter).is_absolute() else Path(adapter)
-        if not (adapter_path / "adapter_config.json").is_file() and (card_path.parent / "adapter_config.json").is_file():
-            adapter_path = card_path.parent
-        config.lora_weights = config.lora_weights or str(adapter_path)
-    elif path.is_dir() and (path / "adapter_config.json").is_file():
+        config.base_model = config.base_model or card["base_model"]
+        config.lora_weights = config.lora_weights or card["adapter_dir"]
+    elif (path / "adapter_config.json").is_file():
         adapter_cfg = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
         config.lora_weights = config.lora_weights or str(path)
         config.base_model = config.base_model or adapter_cfg.get("base_model_name_or_path")
-    elif path.is_dir() and (path / "config.json").is_file():
+    elif (path / "config.json").is_file():
         config.base_model = config.base_model or str(path)  # a merged model
+    elif not path.exists():
+        raise AUAgentError("agent not found", path)
     else:
         raise AUAgentError("not an agent: expected agent_card.json, an adapter (adapter_config.json) or a model", path)
 
