@@ -22,7 +22,8 @@ from data_prep.errors import AUAgentError
 log = logging.getLogger("au_agent")
 
 Handler = Callable[[argparse.Namespace], int]
-_SUBCOMMANDS: List = []  # (name, help, add_arguments) in the order --help lists them
+_SUBCOMMANDS: List = []  # (name, help, add_arguments)
+PIPELINE_ORDER = ["prepare-data", "train", "test-agent", "describe", "precompute", "eval", "patch-affectgpt"]
 _HANDLERS: Dict[str, Handler] = {}
 
 
@@ -324,12 +325,12 @@ def _eval(p: argparse.ArgumentParser) -> Handler:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="au-agent", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="au-agent", description="The AU Agent pipeline for AffectGPT: "
+                                     "OpenFace AUs → descriptions → CLIP features.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, help_text, add_arguments in _SUBCOMMANDS:
+    for name, help_text, add_arguments in sorted(_SUBCOMMANDS, key=lambda c: PIPELINE_ORDER.index(c[0])):
         sp = subs.add_parser(name, help=help_text, description=help_text)
         _HANDLERS[name] = add_arguments(sp)
     return parser
