@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -27,7 +28,8 @@ def build_tiny_clip(path: Path, embed_dim: int = 512, seed: int = 0) -> Path:
     text = torch.zeros(1, 77, dtype=torch.long)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracing warns about shape checks that are constant for this model
         traced = torch.jit.trace(model, (image, text), check_trace=False)
     torch.jit.save(traced, str(path))
     log.info("tiny CLIP written to %s", path)

@@ -54,7 +54,9 @@ def _count_lines(path: Path) -> int:
     return sum(1 for _ in path.open(encoding="utf-8"))
 
 
-def run(out: Path, train_steps: int = 30) -> None:
+def run(out: Path, train_steps: int = 30, quick: bool = False) -> str:
+    """Run the demo into ``out``; return the summary table. ``quick`` trims it for CI: fewer training steps,
+    shorter descriptions, two videos described by the agent."""
     from affectgpt_patch.clip_encoder import local_vit_b32
     from affectgpt_patch.tiny_clip import build_tiny_clip
     from llamafactory_configs.tiny_qwen2 import build_tiny_qwen2, dataset_texts
@@ -66,6 +68,9 @@ def run(out: Path, train_steps: int = 30) -> None:
     started = time.time()
     rel = lambda p: str(p.relative_to(out.parent)) if p.is_relative_to(out.parent) else str(p)  # noqa: E731
 
+    tokens = "8" if quick else "24"
+    train_steps = min(train_steps, 4) if quick else train_steps
+    agent_csvs = sorted((SAMPLES / "openface").glob("*.csv"))[:2] if quick else [SAMPLES / "openface"]
     dataset = out / "dataset"
     demo.step("prepare-data", ["prepare-data", "--mer-factory-output", SAMPLES / "mer_factory",
                                "--openface-dir", SAMPLES / "openface",
@@ -85,10 +90,10 @@ def run(out: Path, train_steps: int = 30) -> None:
               rel(agent / "checkpoint-best"),
               lambda: "LoRA adapter + agent_card.json (tiny model: gibberish by design)")
 
-    for backend, extra in (("rules", ["--backend", "rules"]), ("agent", ["--agent", agent, "--max-new-tokens", "24"])):
+    for backend, csvs, extra in (("rules", [SAMPLES / "openface"], ["--backend", "rules"]),
+                                 ("agent", agent_csvs, ["--agent", agent, "--max-new-tokens", tokens])):
         path = out / f"descriptions_{backend}.jsonl"
-        demo.step(f"describe ({backend})", ["describe", SAMPLES / "openface", "--out", path,
-                                            "--cache-dir", out / "cache", *extra],
+        demo.step(f"describe ({backend})", ["describe", *csvs, "--out", path, "--cache-dir", out / "cache", *extra],
                   rel(path), lambda path=path: f"{_count_lines(path)} frames, one JSON line each")
 
     vit = local_vit_b32()
@@ -107,26 +112,29 @@ def run(out: Path, train_steps: int = 30) -> None:
         return f"{len(list(features.glob('*.npy')))} x {list(np.load(first).shape)} float16; {clip_note}"
 
     demo.step("precompute", ["precompute", "--openface-dir", SAMPLES / "openface", "--out", features,
-                             "--agent", agent, "--max-new-tokens", "24", "--clip-model", clip_model,
+                             "--agent", agent, "--max-new-tokens", tokens, "--clip-model", clip_model,
                              "--cache-dir", out / "cache"], rel(features), feature_summary)
 
     report = out / "eval"
     demo.step("eval", ["eval", "--agent", agent, "--dataset", dataset / "val.json", "--out", report,
-                       "--max-new-tokens", "24", "--cache-dir", out / "cache"], rel(report / "report.md"),
+                       "--max-new-tokens", tokens, "--cache-dir", out / "cache"], rel(report / "report.md"),
               lambda: "BLEU, ROUGE-L, AU fidelity: agent vs teacher vs rules")
 
-    print("\n" + demo.table())
+    table = demo.table()
+    print("\n" + table)
     print(f"\nDemo finished in {time.time() - started:.0f}s. Everything is under {out}/. "
           "The smoke agent is a tiny random model: real training needs a GPU and Qwen2.5-7B-Instruct.")
+    return table
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "demo_out")
     parser.add_argument("--train-steps", type=int, default=30)
+    parser.add_argument("--quick", action="store_true", help="a trimmed run (CI)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    run(args.out.absolute(), args.train_steps)
+    run(args.out.absolute(), args.train_steps, args.quick)
 
 
 if __name__ == "__main__":
