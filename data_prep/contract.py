@@ -14,11 +14,10 @@ A frame with no active AU is *neutral*: it is never sent to a model and always d
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Mapping
 
 from .errors import AUAgentError
-from .facs import AU_NAMES, normalize_code, sort_codes
+from .facs import AU_NAMES, intensity_value, normalize_code, sort_codes
 
 CONTRACT_VERSION = "au-contract-1"
 
@@ -57,13 +56,7 @@ def active_aus(au_values: Mapping[str, float]) -> Dict[str, float]:
             raise AUAgentError(f"{key!r} is not an AU intensity key (expected e.g. 'AU01' or 'AU01_r')")
         if code not in AU_NAMES:
             raise AUAgentError(f"unknown AU {code!r}: OpenFace 2.x reports {', '.join(AU_NAMES)}")
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            raise AUAgentError(f"{code} has a non-numeric intensity {value!r}") from None
-        if not math.isfinite(v):
-            raise AUAgentError(f"{code} has a non-finite intensity {value!r}")
-        v = float(f"{v:.2f}")
+        v = float(f"{intensity_value(code, value):.2f}")
         if v > ACTIVE_THRESHOLD:
             rounded[code] = v
     return {code: rounded[code] for code in sort_codes(rounded)}

@@ -5,8 +5,9 @@ The names are exactly MER-Factory's ``AU_TO_TEXT_MAP`` so that its template stri
 """
 from __future__ import annotations
 
+import math
 import re
-from typing import Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 from .errors import AUAgentError
 
@@ -96,6 +97,17 @@ AU_PHRASES: Dict[str, str] = {
     "AU28": "lips sucked in",
     "AU45": "closed eyes (blink)",
 }
+
+
+def intensity_value(name: str, raw: Any) -> float:
+    """A finite AU intensity from a CSV cell or a dict value; ``name`` (the AU or column) is used in the error."""
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise AUAgentError(f"{name} has a non-numeric intensity {raw!r}") from None
+    if not math.isfinite(value):
+        raise AUAgentError(f"{name} has a non-finite intensity {raw!r}")
+    return value
 
 
 def intensity_word(value: float) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import contract
 from .errors import AUAgentError
-from .facs import AU_NAMES, normalize_code, sort_codes
+from .facs import AU_NAMES, intensity_value, normalize_code, sort_codes
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +80,7 @@ def intensities_from_row(row: Mapping[str, Any]) -> Dict[str, float]:
         code = normalize_code(name)
         if code not in AU_NAMES:
             raise AUAgentError(f"unknown AU intensity column {name!r}; OpenFace 2.x writes {', '.join(AU_NAMES)}")
-        try:
-            value = float(raw)
-        except (TypeError, ValueError):
-            raise AUAgentError(f"{name} is not a number: {raw!r}") from None
-        if math.isnan(value):
-            raise AUAgentError(f"{name} is empty (NaN)")
-        values[code] = value
+        values[code] = intensity_value(name, raw)
     if not values:
         raise AUAgentError("the row has no AU intensity columns (AUxx_r)")
     return values

@@ -98,7 +98,9 @@ def test_row_dict_parsing():
     assert intensities_from_row(row) == {"AU01": 0.98, "AU25": 1.76}
     with pytest.raises(AUAgentError, match="unknown AU intensity column"):
         intensities_from_row({"AU08_r": 1.0})
-    with pytest.raises(AUAgentError, match="not a number"):
+    with pytest.raises(AUAgentError, match="non-numeric intensity"):
         intensities_from_row({"AU01_r": "x"})
+    with pytest.raises(AUAgentError, match="non-finite intensity"):
+        intensities_from_row({"AU01_r": float("nan")})
     with pytest.raises(AUAgentError, match="no AU intensity columns"):
         intensities_from_row({"frame": 1})
