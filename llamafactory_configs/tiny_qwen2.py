@@ -66,6 +66,7 @@ def build_tokenizer(out_dir: Path, extra_texts: Iterable[str] = (), vocab_size: 
     hf.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
     hf.chat_template = CHAT_TEMPLATE
     hf.save_pretrained(out_dir)
+    tok.model.save(str(out_dir))  # vocab.json + merges.txt: the slow Qwen2Tokenizer (use_fast=False) needs them
     # Load as Qwen2Tokenizer in transformers 4.x and 5.x alike.
     cfg_path = out_dir / "tokenizer_config.json"
     cfg = json.loads(cfg_path.read_text())

@@ -86,7 +86,8 @@ def test_adapter_for_another_base_model_is_refused(tiny_qwen2, adapters, tmp_pat
     Qwen2ForCausalLM(Qwen2Config(vocab_size=cfg["vocab_size"], hidden_size=32, intermediate_size=64,
                                  num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1)).save_pretrained(other)
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        (other / name).write_bytes((tiny_qwen2 / name).read_bytes())
+        if (tiny_qwen2 / name).is_file():  # transformers 4.x keeps the chat template in tokenizer_config.json
+            (other / name).write_bytes((tiny_qwen2 / name).read_bytes())
     with pytest.raises(AUAgentError, match="the adapter does not fit base model") as e:
         hf_agent(other, adapters[0], tmp_path)
     assert str(adapters[0]) in str(e.value) and "\n" not in str(e.value)
