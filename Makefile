@@ -45,7 +45,7 @@ test: $(STAMP)
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 bench: $(STAMP)
-	$(OFFLINE) $(PY) -m benchmarks.run
+	$(OFFLINE) $(PY) -m benchmarks.run $(BENCH_ARGS)
 
 demo: $(STAMP)
 	$(OFFLINE) $(PY) samples/run_demo.py --out demo_out

@@ -17,7 +17,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -147,9 +147,8 @@ def save_video_features(out_dir: os.PathLike, vf: VideoFeatures) -> None:
     atomic.write_json(out_dir / f"{vf.name}.json", record)
 
 
-def load_precomputed(out_dir: os.PathLike, name: str) -> Optional[VideoFeatures]:
-    """The precomputed features of ``name``, or None when the pair is missing or incomplete."""
-    out_dir = Path(out_dir)
+def _complete_pair(out_dir: Path, name: str) -> Optional[Tuple[Dict[str, Any], bytes]]:
+    """The JSON record and npy bytes of a complete, consistent pair; None when missing or incomplete."""
     npy, meta_path = out_dir / f"{name}.npy", out_dir / f"{name}.json"
     if not (npy.is_file() and meta_path.is_file()):
         return None
@@ -160,20 +159,42 @@ def load_precomputed(out_dir: os.PathLike, name: str) -> Optional[VideoFeatures]
     data = npy.read_bytes()
     if hashlib.sha256(data).hexdigest() != meta.get("npy_sha256"):
         return None
+    return meta, data
+
+
+def precomputed_meta(out_dir: os.PathLike, name: str) -> Optional[Dict[str, Any]]:
+    """The JSON record of a complete pair, checked like :func:`load_precomputed` but without decoding the
+    features: all precompute needs to decide that a video is done."""
+    found = _complete_pair(Path(out_dir), name)
+    return found[0] if found is not None else None
+
+
+def load_precomputed(out_dir: os.PathLike, name: str) -> Optional[VideoFeatures]:
+    """The precomputed features of ``name``, or None when the pair is missing or incomplete."""
+    found = _complete_pair(Path(out_dir), name)
+    if found is None:
+        return None
+    meta, data = found
     feats = np.load(io.BytesIO(data), allow_pickle=False).astype(np.float32)
     keys = ("name", "shape", "mask", "frames", "inputs", "descriptions", "npy_sha256")
     return VideoFeatures(name, feats, np.asarray(meta["mask"], dtype=bool), meta["frames"], meta["inputs"],
                          meta["descriptions"], {k: v for k, v in meta.items() if k not in keys})
 
 
-def matches_settings(vf: VideoFeatures, settings: FeatureSettings, agent_fingerprint: Optional[str],
-                     clip_fingerprint: Optional[str]) -> bool:
-    """Whether a precomputed file was made the way the caller would make it now."""
-    meta = vf.meta
+def meta_matches(meta: Mapping[str, Any], settings: FeatureSettings, agent_fingerprint: Optional[str],
+                 clip_fingerprint: Optional[str]) -> bool:
+    """Whether a precomputed record (its JSON, or a VideoFeatures' meta) was made the way the caller would
+    make it now."""
     return (meta.get("settings") == asdict(settings)
             and meta.get("contract_version") == contract.CONTRACT_VERSION
             and (agent_fingerprint is None or meta.get("agent") == agent_fingerprint)
             and (clip_fingerprint is None or meta.get("clip") == clip_fingerprint))
+
+
+def matches_settings(vf: VideoFeatures, settings: FeatureSettings, agent_fingerprint: Optional[str],
+                     clip_fingerprint: Optional[str]) -> bool:
+    """Whether a precomputed file was made the way the caller would make it now."""
+    return meta_matches(vf.meta, settings, agent_fingerprint, clip_fingerprint)
 
 
 def video_features(name: str, *, precomputed_dir: Optional[os.PathLike] = None,

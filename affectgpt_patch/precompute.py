@@ -27,7 +27,7 @@ from data_prep import atomic
 from data_prep.errors import AUAgentError
 from data_prep.openface import read_openface_csv
 
-from .features import (FeatureSettings, assemble, describe_plan, load_precomputed, matches_settings, plan_video,
+from .features import (FeatureSettings, assemble, describe_plan, meta_matches, plan_video, precomputed_meta,
                        save_video_features)
 
 log = logging.getLogger(__name__)
@@ -73,13 +73,14 @@ def precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, A
     if not names:
         raise AUAgentError("no OpenFace *.csv files", src)
     mine = [n for n in names if in_shard(n, opts.shard)]
-    todo, skipped = [], 0
-    for name in mine:
-        vf = load_precomputed(opts.out, name)
-        if vf is not None and matches_settings(vf, opts.settings, agent.fingerprint, encoder.fingerprint):
-            skipped += 1
+    todo, done_meta = [], {}
+    for name in mine:  # the JSON and the npy checksum decide; the features themselves are not decoded
+        meta = precomputed_meta(opts.out, name)
+        if meta is not None and meta_matches(meta, opts.settings, agent.fingerprint, encoder.fingerprint):
+            done_meta[name] = meta
         else:
             todo.append(name)
+    skipped = len(done_meta)
     log.info("%d videos in %s, %d in shard %d/%d: %d to do, %d already done", len(names), src, len(mine),
              *opts.shard, len(todo), skipped)
     failed: Dict[str, str] = {}
@@ -88,7 +89,7 @@ def precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, A
         for start in range(0, len(todo), opts.chunk_videos):
             chunk = todo[start:start + opts.chunk_videos]
             done += _run_chunk(chunk, opts, agent, encoder, failed, bar)
-    manifest = write_manifest(opts.out)
+    manifest = write_manifest(opts.out, done_meta)
     by_reason = collections.Counter(failed.values())
     if failed:
         atomic.write_text(Path(opts.out) / FAILURES, "".join(
@@ -133,15 +134,19 @@ class _EncodedTexts:
         return np.stack([self._vectors[t] for t in texts])
 
 
-def write_manifest(out: os.PathLike) -> int:
-    """Rebuild ``manifest.jsonl`` from the complete videos in ``out`` (all shards' work included)."""
+def write_manifest(out: os.PathLike, known: Optional[Dict[str, Dict[str, Any]]] = None) -> int:
+    """Rebuild ``manifest.jsonl`` from the complete videos in ``out`` (all shards' work included); ``known``
+    holds records this process has just read and checked (by name), which are not parsed again."""
     out = Path(out)
+    known = known or {}
     lines = []
     for meta_path in sorted(out.glob("*.json")):
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            continue
+        meta = known.get(meta_path.stem)
+        if meta is None:
+            try:
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                continue
         if not isinstance(meta, dict) or "npy_sha256" not in meta:
             continue
         lines.append(json.dumps({"name": meta["name"], "shape": meta["shape"], "valid_frames": sum(meta["mask"]),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import json
 import logging
 import os
 import random
@@ -33,7 +32,7 @@ TRAIN_SPLIT = "au_agent_train"
 VAL_SPLIT = "au_agent_val"
 DATASET_FILES = {TRAIN_SPLIT: "train.json", VAL_SPLIT: "val.json"}
 COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "system": "system"}
-FIDELITY_SAMPLE = 5000  # records scored for the AU-fidelity line of the stats
+FIDELITY_SAMPLE = 2000  # records scored for the AU-fidelity line of the stats
 
 
 @dataclass
@@ -149,11 +148,15 @@ def _alpaca(records: List[clean.CleanRecord]) -> List[Dict[str, object]]:
 
 
 def _write_dataset(stage: Path, kept, train, val, stats) -> None:
+    # Every record is encoded once; its text serves the full file and its split (train and val are subsets
+    # of kept, the same objects).
+    fields = [atomic.json_fields(a) for a in _alpaca(kept)]
+    blocks = {id(r): atomic.json_list_item(f) for r, f in zip(kept, fields)}
     files = {
-        "au_instruction_dataset.json": atomic.dumps_json(_alpaca(kept)),
-        "au_instruction_dataset.jsonl": "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in _alpaca(kept)),
-        DATASET_FILES[TRAIN_SPLIT]: atomic.dumps_json(_alpaca(train)),
-        DATASET_FILES[VAL_SPLIT]: atomic.dumps_json(_alpaca(val)),
+        "au_instruction_dataset.json": atomic.json_list(list(blocks.values())),
+        "au_instruction_dataset.jsonl": "".join(atomic.json_line(f) + "\n" for f in fields),
+        DATASET_FILES[TRAIN_SPLIT]: atomic.json_list([blocks[id(r)] for r in train]),
+        DATASET_FILES[VAL_SPLIT]: atomic.json_list([blocks[id(r)] for r in val]),
         "contract.json": atomic.dumps_json(contract.describe()),
         "stats.json": atomic.dumps_json(stats),
         "stats.md": stats_markdown(stats),

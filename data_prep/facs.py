@@ -6,6 +6,7 @@ The names are exactly MER-Factory's ``AU_TO_TEXT_MAP`` so that its template stri
 from __future__ import annotations
 
 import math
+import functools
 import re
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -49,7 +50,14 @@ TEMPLATE_ITEM_RE = re.compile(r"(?P<name>[A-Za-z][A-Za-z ]*?(?: \(smile\))?) \(i
 
 def normalize_code(key: str) -> Optional[str]:
     """``" AU01_r"``, ``"au1"``, ``"AU01"`` → ``"AU01"``; ``None`` when ``key`` is not an AU name."""
-    m = _CODE_RE.match(str(key))
+    return _normalize(str(key))
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalize(key: str) -> Optional[str]:
+    # Called for every AU key of every record (about a million times for 100K records) with a few dozen
+    # distinct keys: the regex runs once per distinct key.
+    m = _CODE_RE.match(key)
     return f"AU{int(m.group(1)):02d}" if m else None
 
 

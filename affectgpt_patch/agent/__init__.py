@@ -96,7 +96,10 @@ class AUAgent:
     def _generate(self, todo: List[str], batch_size: int, progress: bool) -> Dict[str, str]:
         from tqdm import tqdm
 
-        # Feed the backend in large slices so the progress bar moves and a crash loses little.
+        # Feed the backend in large slices so the progress bar moves and a crash loses little. Inputs are
+        # ordered by length first: contract items have a fixed width, so equal lengths mean equal AU counts
+        # (equal prompt lengths), and each slice fills the backend's length buckets to whole batches.
+        todo = sorted(todo, key=len)
         step = max(batch_size * 8, 64)
         out: Dict[str, str] = {}
         with tqdm(total=len(todo), desc=f"describing ({self.config.backend})", unit="desc",
