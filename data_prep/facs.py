@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import functools
 import re
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 from .errors import AUAgentError
 
@@ -129,6 +129,11 @@ def intensity_word(value: float) -> str:
     return "strong"
 
 
-def sort_codes(codes: Mapping[str, float]) -> List[str]:
+def sort_codes(codes: Iterable[str]) -> List[str]:
     """AU codes in ascending AU number."""
-    return sorted(codes, key=lambda c: int(c[2:]))
+    return sorted(codes, key=_au_number)
+
+
+@functools.lru_cache(maxsize=256)
+def _au_number(code: str) -> int:
+    return int(code[2:])

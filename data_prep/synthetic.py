@@ -39,7 +39,7 @@ PROTOTYPES: Dict[str, Dict[str, float]] = {
 
 #: Everyday phrasings a teacher LLM uses for each AU.
 TEACHER_PHRASES: Dict[str, List[str]] = {
-    "AU01": ["raised inner brows", "inner brow raising", "the inner corners of the brows lifted"],
+    "AU01": ["raised inner brows", "inner brow raising", "lifting of the inner brow corners"],
     "AU02": ["raised outer brows", "outer brow raising", "arched outer brows"],
     "AU04": ["brow lowering", "furrowed brows", "brows drawn together"],
     "AU05": ["widened eyes", "raised upper lids", "eyes opened wide"],
@@ -118,6 +118,14 @@ def openface_csv_text(intensities: np.ndarray, confidence: np.ndarray, success: 
 # ------------------------------------------------------------------------------------------ descriptions
 
 
+def _graded(degree: str, phrase: str) -> str:
+    """``("faint", "a dropped jaw")`` → ``"a faint dropped jaw"``."""
+    for article in ("a ", "an "):
+        if phrase.startswith(article):
+            return f"{'an' if degree[0] in 'aeiou' else 'a'} {degree} {phrase[len(article):]}"
+    return f"{degree} {phrase}"
+
+
 def teacher_description(active: Dict[str, float], rng: random.Random, faithful: bool = False) -> str:
     """A varied, LLM-like description of the active AUs; unless ``faithful``, sometimes wrong like a teacher."""
     codes = [c for c in active if c in TEACHER_PHRASES]
@@ -125,10 +133,10 @@ def teacher_description(active: Dict[str, float], rng: random.Random, faithful: 
         codes.remove(rng.choice(codes))  # leaves one out
     parts = []
     for code in codes:
-        parts.append(f"{rng.choice(_DEGREE[intensity_word(active[code])])} {rng.choice(TEACHER_PHRASES[code])}")
+        parts.append(_graded(rng.choice(_DEGREE[intensity_word(active[code])]), rng.choice(TEACHER_PHRASES[code])))
     if not faithful and rng.random() < 0.12:
         extra = [c for c in TEACHER_PHRASES if c not in active]
-        parts.append(f"{rng.choice(_DEGREE['slight'])} {rng.choice(TEACHER_PHRASES[rng.choice(extra)])}")
+        parts.append(_graded(rng.choice(_DEGREE["slight"]), rng.choice(TEACHER_PHRASES[rng.choice(extra)])))
     body = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     return f"{rng.choice(_OPENINGS)} {body}{rng.choice(_READINGS)}."
 
