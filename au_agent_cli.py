@@ -121,20 +121,14 @@ def _describe(p: argparse.ArgumentParser) -> Handler:
     def run(a: argparse.Namespace) -> int:
         from affectgpt_patch.describe import describe_csvs
 
-        agent = agent_from_args(a)
-        out = a.out
-        if out is None:
-            import tempfile
-
-            tmp = Path(tempfile.mkdtemp()) / "descriptions.jsonl"
-            summary = describe_csvs(a.csv, agent, tmp, a.batch_size, a.min_confidence, progress=not a.quiet)
-            sys.stdout.write(tmp.read_text(encoding="utf-8"))
-        else:
-            summary = describe_csvs(a.csv, agent, out, a.batch_size, a.min_confidence, progress=not a.quiet)
+        lines, summary = describe_csvs(a.csv, agent_from_args(a), a.out, a.batch_size, a.min_confidence,
+                                       progress=not a.quiet)
+        if a.out is None:
+            sys.stdout.write("".join(line + "\n" for line in lines))
         log.info("%(videos)d videos, %(frames)d frames (%(masked)d masked), %(distinct_inputs)d distinct AU "
                  "inputs; cache %(hits)d hits / %(misses)d misses, %(generated)d generated", summary)
-        if out is not None:
-            log.info("written to %s", out)
+        if a.out is not None:
+            log.info("written to %s", a.out)
         return 0
 
     return run

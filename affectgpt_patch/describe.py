@@ -8,7 +8,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from data_prep import atomic
 from data_prep.errors import AUAgentError
@@ -48,8 +48,8 @@ def frame_records(track: OpenFaceTrack, descriptions: Dict[str, str]) -> List[Di
 
 def describe_csvs(paths: Iterable[os.PathLike], agent: AUAgent, out: Optional[os.PathLike] = None,
                   batch_size: int = 16, min_confidence: float = DEFAULT_MIN_CONFIDENCE,
-                  progress: bool = True) -> Dict[str, int]:
-    """Describe every frame; write JSONL to ``out`` atomically (or return the count only when ``out`` is None)."""
+                  progress: bool = True) -> Tuple[List[str], Dict[str, int]]:
+    """Describe every frame: the JSON lines (also written to ``out`` atomically when given) and a summary."""
     tracks = [read_openface_csv(p, min_confidence) for p in expand_csv_paths(paths)]
     inputs = sorted({s for t in tracks for s in t.input_strings() if s is not None})
     descriptions = dict(zip(inputs, agent.describe_inputs(inputs, batch_size=batch_size, progress=progress)))
@@ -57,5 +57,5 @@ def describe_csvs(paths: Iterable[os.PathLike], agent: AUAgent, out: Optional[os
     if out is not None:
         atomic.write_text(out, "\n".join(lines) + "\n" if lines else "")
     masked = sum(int((~t.valid).sum()) for t in tracks)
-    return {"videos": len(tracks), "frames": len(lines), "masked": masked, "distinct_inputs": len(inputs),
-            **agent.cache_stats()}
+    return lines, {"videos": len(tracks), "frames": len(lines), "masked": masked, "distinct_inputs": len(inputs),
+                   **agent.cache_stats()}

@@ -15,7 +15,6 @@ import contextlib
 import gc
 import hashlib
 import logging
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path

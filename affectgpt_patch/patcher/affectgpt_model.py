@@ -38,9 +38,7 @@ def has_model_au(src: Source) -> bool:
 
 
 def _import(src: Source) -> Optional[Change]:
-    if src.imports_name(MODULE, MIXIN):
-        return None
-    return src.insert_after(src.last_import(), [f"from {MODULE} import {MIXIN}, au_branch_settings  # au-agent"])
+    return src.ensure_import(MODULE, MIXIN, "au_branch_settings")
 
 
 def _bases(src: Source) -> Optional[Change]:

@@ -26,9 +26,7 @@ def _chat(src: Source) -> ast.ClassDef:
 
 
 def _import(src: Source) -> Optional[Change]:
-    if src.imports_name(MODULE, MIXIN):
-        return None
-    return src.insert_after(src.last_import(), [f"from {MODULE} import {MIXIN}  # au-agent"])
+    return src.ensure_import(MODULE, MIXIN)
 
 
 def _bases(src: Source) -> Optional[Change]:

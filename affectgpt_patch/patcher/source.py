@@ -123,6 +123,12 @@ class Source:
         return any(isinstance(n, ast.ImportFrom) and n.module == module and any(a.name == name for a in n.names)
                    for n in ast.walk(self.tree))
 
+    def ensure_import(self, module: str, *names: str) -> Optional["Change"]:
+        """``from module import names`` after the last top import, unless the first name is imported already."""
+        if self.imports_name(module, names[0]):
+            return None
+        return self.insert_after(self.last_import(), [f"from {module} import {', '.join(names)}  # au-agent"])
+
 
 def method(cls: ast.ClassDef, name: str, expected: str = "") -> ast.FunctionDef:
     for node in cls.body:
