@@ -1,33 +1,180 @@
-"""Atomic file and directory writes: a crash never leaves a half-written output behind."""
+"""Atomic file and directory writes: a crash never leaves a half-written output behind.
+
+Every file goes through a temporary file in its own folder (named after the host and process that made it, so a
+later run can remove what a killed run left), is fsynced, renamed over its target, and the folder is fsynced.
+A folder is built in a staging folder beside it and swapped in with one ``renameat2(RENAME_EXCHANGE)`` on Linux
+(or two renames that the next run completes or rolls back), so the output path holds the old or the new folder
+at every instant. New files follow the umask; a replaced file keeps its mode.
+
+``AU_AGENT_FAULT_AT=N`` (tests only) kills the process with SIGKILL at the N-th write or rename point, and
+``AU_AGENT_FAULT_LOG=FILE`` appends the name of every point reached; unset, each point costs one comparison.
+"""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import hashlib
 import json
 import os
+import re
 import shutil
+import signal
+import socket
+import stat
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, Iterator, List, Mapping, Union
+from typing import Any, Iterator, List, Mapping, Optional, Sequence, Union
+
+from .errors import AUAgentError
 
 PathLike = Union[str, os.PathLike]
 _encode_str = json.encoder.encode_basestring  # json's C encoder (ensure_ascii=False)
 
+# ------------------------------------------------------------------------------------------ fault points
 
-def write_bytes(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+FAULT_AT_ENV = "AU_AGENT_FAULT_AT"
+FAULT_LOG_ENV = "AU_AGENT_FAULT_LOG"
+_FAULT_AT = int(os.environ.get(FAULT_AT_ENV) or 0)
+_FAULT_LOG = os.environ.get(FAULT_LOG_ENV) or None
+_fault_count = 0
+
+
+def fault_point(what: str) -> None:
+    """A place where a crash must be survivable; the fault tests kill the process here (see module docstring)."""
+    if not (_FAULT_AT or _FAULT_LOG):
+        return
+    global _fault_count
+    _fault_count += 1
+    if _FAULT_LOG:
+        with open(_FAULT_LOG, "a", encoding="utf-8") as f:
+            f.write(f"{_fault_count} {what}\n")
+    if _fault_count == _FAULT_AT:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ------------------------------------------------------------------------------------------------ files
+
+#: Temporary names carry a host tag and the pid, so a run can tell a dead run's leftovers from a live one's.
+_HOST = hashlib.sha1(socket.gethostname().encode("utf-8")).hexdigest()[:8]
+_TEMP_RE = re.compile(r"^\..*\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[^.]*\.(tmp|partial)$")
+_STALE_OTHER_HOST_S = 24 * 3600  # another host's temporary file is only removed when this old
+_NAME_KEEP = 60  # characters of the target name kept in a temporary name (a long name must still fit)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _temp_prefix(name: str) -> str:
+    return f".{name[:_NAME_KEEP]}.{_HOST}-{os.getpid()}-"
+
+
+def _fsync_dir(path: PathLike) -> None:
+    """Make a rename or creation inside ``path`` durable (a no-op where folders cannot be opened)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _mkdirs(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise AUAgentError("a parent of the output is a file, not a folder", path) from None
+
+
+def write_bytes(path: PathLike, data: bytes, mode: Optional[int] = None) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename.
+
+    A symlink is written through (its target is replaced, the link stays); a device or pipe (``/dev/stdout``)
+    is written to directly. ``mode`` defaults to the replaced file's mode, else what the umask gives a new file.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    with contextlib.suppress(FileNotFoundError):
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise AUAgentError("is a folder; expected a file path", path)
+        if not stat.S_ISREG(st.st_mode):  # a device, pipe or socket: there is nothing to replace
+            with open(path, "wb") as f:
+                f.write(data)
+            return
+        if mode is None:
+            mode = stat.S_IMODE(st.st_mode)
+    if mode is None:
+        mode = 0o666 & ~current_umask()
+    _mkdirs(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path.name), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
+        fault_point(f"write {path.name}")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    fault_point(f"rename {path.name}")
+    _fsync_dir(path.parent)
+
+
+def remove_stale_temps(folder: PathLike) -> int:
+    """Remove the temporary files and staging folders that killed runs left in ``folder``; return how many.
+
+    A leftover of this host is removed when its process is gone; one of another host (a shared file system)
+    only when it is a day old, since that process cannot be asked.
+    """
+    folder = Path(folder)
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for entry in folder.iterdir():
+        m = _TEMP_RE.match(entry.name)
+        if m is None:
+            continue
+        if m["host"] == _HOST:
+            if _alive(int(m["pid"])):
+                continue
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - entry.lstat().st_mtime < _STALE_OTHER_HOST_S:
+                    continue
+        with contextlib.suppress(FileNotFoundError):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_text(path: PathLike, text: str) -> None:
@@ -72,25 +219,155 @@ def write_json(path: PathLike, obj: Any, indent: Union[int, None] = 2) -> None:
     write_text(path, dumps_json(obj, indent))
 
 
+# ---------------------------------------------------------------------------------------------- folders
+
+#: Written into every output folder: a later run replaces or resumes only a folder that it finds here.
+MARKER = ".au_agent_output.json"
+_OLD_SUFFIX = ".au_agent_old"  # the previous folder during a two-rename swap (where RENAME_EXCHANGE is missing)
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+_exchange_supported = True  # cleared when the kernel or file system refuses RENAME_EXCHANGE
+
+
+def output_marker(folder: PathLike) -> Optional[str]:
+    """The command that wrote ``folder`` (from its marker file), or None."""
+    try:
+        data = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data.get("command") if isinstance(data, dict) else None
+
+
+def _marker_bytes(command: str) -> bytes:
+    return dumps_json({"command": command, "tool": "au-agent"}).encode("utf-8")
+
+
+def _resolve_out(out_dir: PathLike) -> Path:
+    """Absolute path of an output folder, through a symlink; refuse what is not (or cannot be) a folder."""
+    out_dir = Path(os.path.realpath(Path(out_dir).absolute()))
+    if out_dir.exists() and not out_dir.is_dir():
+        raise AUAgentError("exists and is not a folder; choose a folder path for --out", out_dir)
+    return out_dir
+
+
+def _check_ownership(out_dir: Path, command: str, legacy: Sequence[str] = ()) -> None:
+    """Refuse a non-empty folder that is not an earlier output of ``command`` (``legacy``: the files that
+    together mark this command's output written before the marker existed)."""
+    if not out_dir.is_dir():
+        return
+    try:
+        entries = [e for e in os.listdir(out_dir) if not _TEMP_RE.match(e)]
+    except OSError as e:
+        raise AUAgentError(f"cannot list the output folder ({e.strerror})", out_dir) from None
+    if not entries:
+        return
+    owner = output_marker(out_dir)
+    if owner == command or (owner is None and legacy and set(legacy) <= set(entries)):
+        return
+    what = f"an output of au-agent {owner}" if owner else "not an output of au-agent " + command
+    raise AUAgentError(f"not empty and {what}; choose a new or empty folder (nothing was changed)", out_dir)
+
+
+def claim_output_dir(out_dir: PathLike, command: str, legacy: Sequence[str] = ()) -> Path:
+    """Prepare a folder that ``command`` writes file by file (and resumes): create it or accept an earlier
+    output of the same command, write the marker, remove stale temporary files. Returns the resolved path."""
+    out_dir = _resolve_out(out_dir)
+    _check_ownership(out_dir, command, legacy)
+    _mkdirs(out_dir)
+    if output_marker(out_dir) != command:
+        write_bytes(out_dir / MARKER, _marker_bytes(command))
+    remove_stale_temps(out_dir)
+    return out_dir
+
+
+def _fsync_tree(root: Path) -> None:
+    for folder, _, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(folder)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2``); False where the platform cannot."""
+    global _exchange_supported
+    if not _exchange_supported:
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        _exchange_supported = False
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        _exchange_supported = False
+        return False
+    raise OSError(err, os.strerror(err), os.fspath(a))
+
+
+def recover_swap(out_dir: PathLike) -> None:
+    """Finish or roll back a two-rename swap that a crash interrupted, and remove dead runs' staging folders."""
+    out_dir = Path(out_dir)
+    old = out_dir.parent / f".{out_dir.name}{_OLD_SUFFIX}"
+    if old.is_dir():
+        if out_dir.exists():
+            shutil.rmtree(old)  # the new folder was already in place
+        else:
+            os.rename(old, out_dir)  # killed between the two renames: the old folder comes back
+            _fsync_dir(out_dir.parent)
+    remove_stale_temps(out_dir.parent)
+
+
+def _swap_in(stage: Path, out_dir: Path) -> None:
+    if not out_dir.exists():
+        os.rename(stage, out_dir)
+        fault_point(f"rename {out_dir.name}")
+    elif _exchange(stage, out_dir):  # out_dir now holds the new folder, stage the old one
+        fault_point(f"exchange {out_dir.name}")
+        shutil.rmtree(stage)
+    else:
+        old = out_dir.parent / f".{out_dir.name}{_OLD_SUFFIX}"
+        os.rename(out_dir, old)
+        fault_point(f"rename aside {out_dir.name}")
+        os.rename(stage, out_dir)
+        fault_point(f"rename {out_dir.name}")
+        shutil.rmtree(old)
+    _fsync_dir(out_dir.parent)
+    fault_point(f"swapped {out_dir.name}")
+
+
 @contextlib.contextmanager
-def staged_dir(out_dir: PathLike) -> Iterator[Path]:
+def staged_dir(out_dir: PathLike, command: Optional[str] = None, legacy: Sequence[str] = ()) -> Iterator[Path]:
     """Yield an empty staging folder that replaces ``out_dir`` only when the block succeeds.
 
-    The staging folder sits beside ``out_dir`` (same file system), so the swap is two renames; on any error it
-    is removed and ``out_dir`` keeps its previous content.
+    With ``command``, ``out_dir`` must be missing, empty, or an earlier output of that command (its marker):
+    anything else is refused before work starts, and the marker is written into the new folder. The staging
+    folder sits beside ``out_dir`` (same file system); its files are fsynced, then it is swapped in so that
+    ``out_dir`` holds the old or the new folder at every instant. On any error ``out_dir`` is left as it was.
     """
-    out_dir = Path(out_dir).absolute()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    out_dir = _resolve_out(out_dir)
+    _mkdirs(out_dir.parent)
+    recover_swap(out_dir)
+    if command is not None:
+        _check_ownership(out_dir, command, legacy)
+    mode = stat.S_IMODE(out_dir.stat().st_mode) if out_dir.is_dir() else 0o777 & ~current_umask()
+    stage = Path(tempfile.mkdtemp(prefix=_temp_prefix(out_dir.name), suffix=".partial", dir=out_dir.parent))
     try:
         yield stage
+        if command is not None:
+            (stage / MARKER).write_bytes(_marker_bytes(command))
+        os.chmod(stage, mode)
+        _fsync_tree(stage)
+        fault_point(f"staged {out_dir.name}")
+        if command is not None:
+            _check_ownership(out_dir, command, legacy)  # nothing else moved in meanwhile
+        _swap_in(stage, out_dir)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    old = None
-    if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-        os.replace(out_dir, old)
-    os.replace(stage, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

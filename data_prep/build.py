@@ -95,7 +95,7 @@ def _prepare(opts: PrepareOptions) -> Dict[str, object]:
                            opts.mer_factory_output or opts.import_alpaca[0])
 
     stats = _stats(records, kept, train, val, dropped, notes, opts, tally)
-    with atomic.staged_dir(opts.out) as stage:
+    with atomic.staged_dir(opts.out, command="prepare-data", legacy=("dataset_info.json", "contract.json")) as stage:
         _write_dataset(stage, kept, train, val, stats)
     log.info("wrote %d train / %d val records to %s", len(train), len(val), opts.out)
     return stats
