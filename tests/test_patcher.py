@@ -148,11 +148,11 @@ def test_failure_part_way_leaves_the_checkout_untouched(tmp_path, monkeypatch):
     calls = []
     real_write = transaction._write
 
-    def flaky_write(path, data):
+    def flaky_write(path, data, mode=None):
         calls.append(path)
         if len(calls) == 6:
             raise OSError("disk full")
-        real_write(path, data)
+        real_write(path, data, mode)
 
     monkeypatch.setattr(transaction, "_write", flaky_write)
     with pytest.raises(OSError, match="disk full"):

@@ -26,7 +26,7 @@ from .configs import ConfigOptions
 from .detect import AU_FORK, Checkout, detect
 from .edit import APPLIED, PENDING, EditState, FilePatch, apply_edits, decode, edit_states
 from .source import Mismatch, Source
-from .transaction import STATE_DIR, Manifest, commit, read_original, revert, sha256
+from .transaction import STATE_DIR, Manifest, commit, read_original, recover, revert, sha256
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,10 @@ def _diff(checkout: Checkout, writes: List[Tuple[str, bytes, bool]]) -> str:
 
 
 def apply_patch(path, options: Optional[ConfigOptions] = None, dry_run: bool = False) -> PatchReport:
-    """Patch the checkout (idempotent); with ``dry_run`` only report and diff."""
+    """Patch the checkout (idempotent); with ``dry_run`` only report and diff. An interrupted patch or revert
+    is finished first."""
+    if not dry_run and Path(path).is_dir():
+        recover(Path(path).absolute())
     checkout, manifest = _open(path)
     writes, base = _plan(checkout, manifest, options or ConfigOptions())
     report = PatchReport(checkout, base_config=base)

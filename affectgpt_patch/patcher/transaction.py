@@ -1,9 +1,15 @@
-"""Writing a patch all-or-nothing, and taking it back byte for byte.
+"""Writing a patch all-or-nothing, and taking it back byte for byte, even across a crash.
 
 State lives in ``<checkout>/.au_agent_patch/``: ``originals/<path>`` holds every edited file as it was before
-the first patch, and ``manifest.json`` records, per path, whether the patcher created it and the sha256 of
-the original and patched bytes. New contents are computed in memory first (see :mod:`affectgpt_patch.patcher`);
-:func:`commit` then backs up, writes, and on any error puts back every file it touched.
+the first patch, and ``manifest.json`` records, per path, whether the patcher created it, the sha256 of the
+original and patched bytes and the original file mode. New contents are computed in memory first (see
+:mod:`affectgpt_patch.patcher`).
+
+Every change of the checkout is journaled first: the new bytes go to ``pending/<path>`` (a revert reads
+``originals/``), then ``journal.json`` names each file's bytes before and after; only then are files written.
+Whatever instant a process dies at, the next ``patch-affectgpt`` or ``--revert`` finds the journal and rolls
+the interrupted change forward (:func:`recover`) before doing its own work. An error inside a live process
+instead puts back every file it touched and drops the journal.
 """
 from __future__ import annotations
 
@@ -11,7 +17,9 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -24,6 +32,9 @@ log = logging.getLogger(__name__)
 STATE_DIR = ".au_agent_patch"
 MANIFEST = "manifest.json"
 ORIGINALS = "originals"
+PENDING = "pending"
+JOURNAL = "journal.json"
+REMOVED = ".au_agent_patch.removed"  # the state folder between a finished revert and its deletion
 FORMAT = 1
 
 
@@ -31,9 +42,18 @@ def sha256(data: Optional[bytes]) -> Optional[str]:
     return hashlib.sha256(data).hexdigest() if data is not None else None
 
 
-def _write(path: Path, data: bytes) -> None:
-    """Every write of this module goes through here (one place to fail in tests)."""
-    atomic.write_bytes(path, data)
+def _write(path: Path, data: bytes, mode: Optional[int] = None) -> None:
+    """Every write of this module goes through here (one place to fail in tests); a replaced file keeps its
+    mode, a restored one gets ``mode``."""
+    atomic.write_bytes(path, data, mode)
+
+
+def _read(path: Path) -> Optional[bytes]:
+    return path.read_bytes() if path.is_file() else None
+
+
+def _mode(path: Path) -> Optional[int]:
+    return stat.S_IMODE(path.stat().st_mode) if path.is_file() else None
 
 
 @dataclass
@@ -82,42 +102,110 @@ def read_original(root: Path, manifest: Optional[Manifest], rel: str) -> Optiona
 def commit(root: Path, writes: List[Tuple[str, bytes, bool]], manifest: Manifest) -> List[str]:
     """Write ``(path, new bytes, created)`` items; returns the paths actually changed.
 
-    Originals are backed up before a file is first changed; the manifest is written last. On any error every
-    touched file (backups and manifest included) is restored and the error re-raised.
+    Originals are backed up and the new bytes staged before the journal is written; the journal before any
+    file of the checkout; the manifest after the files. On an error every touched file is restored.
     """
     state_dir = root / STATE_DIR
-    new_state_dir = not state_dir.exists()
-    manifest_path = Manifest.path(root)
-    old_manifest = manifest_path.read_bytes() if manifest_path.is_file() else None
-    undo: List[Tuple[Path, Optional[bytes]]] = []  # (path, bytes before) in write order
-    changed: List[str] = []
+    new_state_dir = not Manifest.path(root).is_file()
+    targets: Dict[str, Dict[str, object]] = {}
+    undo: List[Tuple[Path, Optional[bytes]]] = []  # checkout files written, with their bytes before
     try:
         for rel, data, created in writes:
-            path = root / rel
-            before = path.read_bytes() if path.is_file() else None
+            before = _read(root / rel)
             if before == data:
                 continue
             if rel not in manifest.files:
                 if created:
                     manifest.files[rel] = {"created": True}
                 else:
-                    backup = original_path(root, rel)
-                    undo.append((backup, None))
-                    _write(backup, before)
-                    manifest.files[rel] = {"created": False, "original_sha256": sha256(before)}
-            undo.append((path, before))
-            _write(path, data)
+                    _write(original_path(root, rel), before)
+                    manifest.files[rel] = {"created": False, "original_sha256": sha256(before),
+                                           "original_mode": _mode(root / rel)}
             manifest.files[rel]["patched_sha256"] = sha256(data)
-            changed.append(rel)
-        if changed:
-            undo.append((manifest_path, old_manifest))
-            _write(manifest_path, manifest.to_bytes())
+            _write(state_dir / PENDING / rel, data)
+            targets[rel] = {"before": sha256(before), "after": sha256(data), "source": f"{PENDING}/{rel}"}
+        if not targets:
+            return []
+        journal = {"format": FORMAT, "op": "patch", "files": targets, "manifest": json.loads(manifest.to_bytes())}
+        _write(state_dir / JOURNAL, atomic.dumps_json(journal).encode("utf-8"))
+        for rel in targets:
+            path = root / rel
+            undo.append((path, _read(path)))
+            _write(path, _read(state_dir / PENDING / rel))
+        _finish(root, journal)
     except BaseException:
         _undo(undo)
         if new_state_dir:
             shutil.rmtree(state_dir, ignore_errors=True)
+        else:
+            _drop_journal(state_dir)
         raise
-    return changed
+    return list(targets)
+
+
+def _finish(root: Path, journal: Dict[str, object]) -> None:
+    """The last steps of a journaled change, once every file holds its new bytes."""
+    state_dir = root / STATE_DIR
+    if journal["op"] == "patch":
+        _write(Manifest.path(root), atomic.dumps_json(journal["manifest"]).encode("utf-8"))
+        _drop_journal(state_dir)
+    else:  # revert: the state folder goes, in one rename, then its removal
+        removed = root / REMOVED
+        os.replace(state_dir, removed)
+        atomic.fault_point("rename state folder")
+        shutil.rmtree(removed)
+
+
+def _drop_journal(state_dir: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (state_dir / JOURNAL).unlink()
+    atomic.fault_point("unlink journal")
+    shutil.rmtree(state_dir / PENDING, ignore_errors=True)
+
+
+def recover(root: Path) -> bool:
+    """Roll an interrupted patch or revert forward (see module docstring); True when there was one."""
+    root = Path(root)
+    found = False
+    if (root / REMOVED).exists():
+        shutil.rmtree(root / REMOVED)
+        found = True
+    state_dir = root / STATE_DIR
+    journal_path = state_dir / JOURNAL
+    if not journal_path.is_file():
+        if state_dir.is_dir() and not Manifest.path(root).is_file():
+            shutil.rmtree(state_dir)  # killed before its journal: nothing in the checkout was touched
+            return True
+        if state_dir.is_dir():
+            shutil.rmtree(state_dir / PENDING, ignore_errors=True)
+        return found
+    try:
+        journal = json.loads(journal_path.read_text(encoding="utf-8"))
+        files = journal["files"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise AUAgentError(f"unreadable patch journal ({e}); the originals are in {STATE_DIR}/{ORIGINALS}/",
+                           journal_path) from None
+    modes = {rel: e.get("original_mode") for rel, e in (journal.get("manifest") or {}).get("files", {}).items()}
+    for rel, entry in files.items():
+        path = root / rel
+        current = sha256(_read(path))
+        if current == entry["after"]:
+            continue
+        if current != entry["before"]:
+            raise AUAgentError(f"an interrupted {journal['op']} cannot finish: changed since ({rel}); restore it "
+                               f"from {STATE_DIR}/{ORIGINALS}/ and run again", path)
+        if entry["after"] is None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            atomic.fault_point(f"unlink {rel}")
+            continue
+        data = (state_dir / entry["source"]).read_bytes()
+        if sha256(data) != entry["after"]:
+            raise AUAgentError("does not match the patch journal", state_dir / entry["source"])
+        _write(path, data, modes.get(rel) if entry.get("restore_mode") else None)
+    _finish(root, journal)
+    log.warning("%s: finished an interrupted %s", root, journal["op"])
+    return True
 
 
 def _undo(undo: List[Tuple[Path, Optional[bytes]]]) -> None:
@@ -134,13 +222,15 @@ def _undo(undo: List[Tuple[Path, Optional[bytes]]]) -> None:
 
 def revert(root: Path) -> List[str]:
     """Put every file back as it was before the first patch and remove the state folder."""
+    recovered = recover(root)
     manifest = Manifest.load(root)
     if manifest is None:
+        if recovered:
+            return []
         raise AUAgentError(f"not patched by au-agent (no {STATE_DIR}/{MANIFEST}); nothing to revert", root)
     changed_since = []
     for rel, entry in manifest.files.items():
-        path = root / rel
-        current = path.read_bytes() if path.is_file() else None
+        current = _read(root / rel)
         if current is None and entry.get("created"):
             continue  # already removed
         if sha256(current) != entry.get("patched_sha256"):
@@ -148,24 +238,18 @@ def revert(root: Path) -> List[str]:
     if changed_since:
         raise AUAgentError(f"changed since it was patched: {', '.join(changed_since)}. Undo those changes (the "
                            f"originals are in {STATE_DIR}/{ORIGINALS}/) and revert again", root)
-    undo: List[Tuple[Path, Optional[bytes]]] = []
-    restored: List[str] = []
-    try:
-        for rel, entry in manifest.files.items():
-            path = root / rel
-            current = path.read_bytes() if path.is_file() else None
-            undo.append((path, current))
-            if entry.get("created"):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-            else:
-                original = original_path(root, rel).read_bytes()
-                if sha256(original) != entry.get("original_sha256"):
-                    raise AUAgentError("backup does not match its recorded sha256", original_path(root, rel))
-                _write(path, original)
-            restored.append(rel)
-    except BaseException:
-        _undo(undo)
-        raise
-    shutil.rmtree(root / STATE_DIR)
-    return restored
+    targets: Dict[str, Dict[str, object]] = {}
+    for rel, entry in manifest.files.items():
+        if entry.get("created"):
+            targets[rel] = {"before": sha256(_read(root / rel)), "after": None}
+            continue
+        backup = original_path(root, rel)
+        if sha256(_read(backup)) != entry.get("original_sha256"):
+            raise AUAgentError("backup does not match its recorded sha256", backup)
+        targets[rel] = {"before": entry.get("patched_sha256"), "after": entry.get("original_sha256"),
+                        "source": f"{ORIGINALS}/{rel}", "restore_mode": True}
+    journal = {"format": FORMAT, "op": "revert", "files": targets,
+               "manifest": json.loads(manifest.to_bytes())}
+    _write(root / STATE_DIR / JOURNAL, atomic.dumps_json(journal).encode("utf-8"))
+    recover(root)
+    return list(targets)
