@@ -8,6 +8,11 @@ batches, its distinct descriptions encoded in large batches, then each video is 
 ``{name}.json`` of a video is written last (atomically, with the npy's checksum), so a killed run leaves each
 video either complete or redone by the next run, which skips completed videos made with the same settings.
 Descriptions and CLIP features are cached, so the rerun reproduces the uninterrupted run byte for byte.
+
+A video that cannot be done (unreadable CSV, no valid frame, a name the file system refuses) is that video's
+failure, recorded atomically in ``.failures/`` (one file per video, so shards writing into one folder keep each
+other's) and removed when the video later succeeds; ``failures.jsonl`` is merged from those records at the end
+of every run. A run starts by removing the temporary files that killed runs left.
 """
 from __future__ import annotations
 
@@ -34,6 +39,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.jsonl"
 FAILURES = "failures.jsonl"
+FAILURE_DIR = ".failures"  # one {"name", "reason"} record per failed video
+COMMAND = "precompute"
 
 
 def parse_shard(text: str) -> Tuple[int, int]:
@@ -72,10 +79,11 @@ def precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, A
     names = sorted(p.stem for p in src.glob("*.csv"))
     if not names:
         raise AUAgentError("no OpenFace *.csv files", src)
+    out = atomic.claim_output_dir(opts.out, COMMAND, legacy=(MANIFEST,))
     mine = [n for n in names if in_shard(n, opts.shard)]
     todo, done_meta = [], {}
     for name in mine:  # the JSON and the npy checksum decide; the features themselves are not decoded
-        meta = precomputed_meta(opts.out, name)
+        meta = _done_meta(out, name)
         if meta is not None and meta_matches(meta, opts.settings, agent.fingerprint, encoder.fingerprint):
             done_meta[name] = meta
         else:
@@ -88,28 +96,56 @@ def precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, A
     with tqdm(total=len(todo), desc="precomputing AU features", unit="video", disable=not opts.progress) as bar:
         for start in range(0, len(todo), opts.chunk_videos):
             chunk = todo[start:start + opts.chunk_videos]
-            done += _run_chunk(chunk, opts, agent, encoder, failed, bar)
-    manifest = write_manifest(opts.out, done_meta)
+            done += _run_chunk(chunk, opts, out, agent, encoder, failed, bar)
+    for name in done_meta:
+        _clear_failure(out, name)
+    manifest = write_manifest(out, done_meta)
+    merge_failures(out)
     by_reason = collections.Counter(failed.values())
-    if failed:
-        atomic.write_text(Path(opts.out) / FAILURES, "".join(
-            json.dumps({"name": n, "reason": r}, ensure_ascii=False) + "\n" for n, r in sorted(failed.items())))
     return {"videos": len(mine), "done": done, "skipped": skipped, "failed": len(failed),
             "failed_by_reason": dict(by_reason.most_common()), "manifest_entries": manifest,
             **{f"agent_{k}": v for k, v in agent.cache_stats().items()}, "clip_encoded": encoder.encoded}
 
 
-def _run_chunk(chunk: List[str], opts: PrecomputeOptions, agent: Any, encoder: Any, failed: Dict[str, str],
-               bar: tqdm) -> int:
+def _done_meta(out: Path, name: str) -> Optional[Dict[str, Any]]:
+    """The record of a finished video, or None: an unreadable or malformed ``{name}.json`` (or one the file
+    system refuses) means the video is redone, not that the corpus stops."""
+    try:
+        meta = precomputed_meta(out, name)
+    except (OSError, ValueError, TypeError, AttributeError, KeyError) as e:
+        log.warning("%s: unreadable earlier output (%s); redoing the video", out / f"{name}.json", e)
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _fail(out: Path, failed: Dict[str, str], name: str, reason: str, bar: tqdm) -> None:
+    failed[name] = reason
+    log.warning("%s: %s", name, reason)
+    try:
+        atomic.write_json(_failure_path(out, name), {"name": name, "reason": reason})
+    except OSError as e:
+        log.error("%s: cannot record the failure of %s (%s)", out / FAILURE_DIR, name, e)
+    bar.update(1)
+
+
+def _run_chunk(chunk: List[str], opts: PrecomputeOptions, out: Path, agent: Any, encoder: Any,
+               failed: Dict[str, str], bar: tqdm) -> int:
     plans = []
     for name in chunk:
         try:
             track = read_openface_csv(Path(opts.openface_dir) / f"{name}.csv", opts.settings.min_confidence)
-            plans.append(plan_video(track, opts.settings))
+            plan = plan_video(track, opts.settings)
         except AUAgentError as e:
-            failed[name] = e.problem
-            log.warning("%s", e)
-            bar.update(1)
+            _fail(out, failed, name, e.problem, bar)
+            continue
+        except (OSError, ValueError) as e:
+            _fail(out, failed, name, f"cannot read {name}.csv ({getattr(e, 'strerror', None) or e})", bar)
+            continue
+        if not plan.mask.any():
+            _fail(out, failed, name, f"no valid frame (no face, or confidence below "
+                                     f"{opts.settings.min_confidence})", bar)
+            continue
+        plans.append(plan)
     inputs = sorted({s for p in plans for s in p.inputs if s is not None})
     descriptions = dict(zip(inputs, agent.describe_inputs(inputs, batch_size=opts.batch_size,
                                                            progress=opts.progress)))
@@ -117,10 +153,47 @@ def _run_chunk(chunk: List[str], opts: PrecomputeOptions, agent: Any, encoder: A
     done = 0
     for plan in plans:
         vf = assemble(plan, describe_plan(plan, descriptions), encoded, agent.fingerprint, opts.settings)
-        save_video_features(opts.out, vf)
+        try:
+            save_video_features(out, vf)
+        except OSError as e:  # e.g. a name too long for the file system, or a folder in the way
+            _fail(out, failed, plan.name, f"cannot write its features ({e.strerror or e})", bar)
+            continue
+        _clear_failure(out, plan.name)
         done += 1
         bar.update(1)
     return done
+
+
+def _failure_path(out: Path, name: str) -> Path:
+    """A bounded file name whatever the video's name (the record inside holds the name)."""
+    return out / FAILURE_DIR / f"{hashlib.sha1(name.encode('utf-8')).hexdigest()[:20]}.json"
+
+
+def _clear_failure(out: Path, name: str) -> None:
+    path = _failure_path(out, name)
+    if path.exists():
+        path.unlink()
+        atomic.fault_point(f"unlink failure {name}")
+
+
+def merge_failures(out: os.PathLike) -> int:
+    """Rewrite ``failures.jsonl`` from the per-video records of every shard (removed when there are none)."""
+    out = Path(out)
+    records = []
+    folder = out / FAILURE_DIR
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            records.append((str(record["name"]), str(record["reason"])))
+        except (OSError, ValueError, TypeError, KeyError):
+            continue  # a record being replaced by another shard right now
+    if records:
+        atomic.write_text(out / FAILURES, "".join(json.dumps({"name": n, "reason": r}, ensure_ascii=False) + "\n"
+                                                  for n, r in sorted(records)))
+    elif (out / FAILURES).exists():
+        (out / FAILURES).unlink()
+        atomic.fault_point("unlink failures")
+    return len(records)
 
 
 class _EncodedTexts:
@@ -145,9 +218,9 @@ def write_manifest(out: os.PathLike, known: Optional[Dict[str, Dict[str, Any]]] 
         if meta is None:
             try:
                 meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
+            except (OSError, ValueError):  # half-made or foreign: not a finished video
                 continue
-        if not isinstance(meta, dict) or "npy_sha256" not in meta:
+        if not isinstance(meta, dict) or not all(k in meta for k in ("npy_sha256", "name", "shape", "mask")):
             continue
         lines.append(json.dumps({"name": meta["name"], "shape": meta["shape"], "valid_frames": sum(meta["mask"]),
                                  "agent": meta.get("agent"), "clip": meta.get("clip"),

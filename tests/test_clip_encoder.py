@@ -19,9 +19,13 @@ def test_shape_norm_and_determinism(tiny_clip, cache_dir):
 
 
 def test_batch_size_independence(tiny_clip, cache_dir):
+    """Byte for byte, without the cache: alone, in a crowd, at any batch size and position."""
     enc = ClipTextEncoder(str(tiny_clip), device="cpu", cache_dir=cache_dir, use_cache=False)
     one = np.concatenate([enc.encode([t]) for t in TEXTS])
-    np.testing.assert_allclose(enc.encode(TEXTS, batch_size=3), one, atol=1e-6)
+    crowd = [f"Other face {i}: lips parted, brows raised." for i in range(37)]
+    for batch_size in (1, 3, 16, 256):
+        assert enc.encode(TEXTS, batch_size=batch_size).tobytes() == one.tobytes()
+    assert enc.encode(crowd[:21] + TEXTS + crowd[21:])[21:25].tobytes() == one.tobytes()
 
 
 def test_cache_returns_the_first_vector(tiny_clip, cache_dir):

@@ -126,3 +126,18 @@ def test_failed_videos_exit_non_zero_unless_keep_going(corpus, tmp_path, tiny_cl
 def test_bad_arguments(corpus, tmp_path, tiny_clip, capsys, extra, message):
     assert au_agent_cli.main(args(corpus, tmp_path / "f", tmp_path / "c", *extra, clip=tiny_clip)) == 1
     assert message in capsys.readouterr().err
+
+
+def test_features_do_not_depend_on_the_company_they_keep(corpus, tmp_path, tiny_clip):
+    """Without any cache, a video encoded alone, inside the corpus, or with other batch sizes: same bytes."""
+    import shutil
+
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(corpus / "vid_005.csv", alone)
+    runs = {"corpus": (corpus, ()), "alone": (alone, ()), "batch3": (corpus, ("--batch-size", "3")),
+            "chunk5": (corpus, ("--chunk-videos", "5"))}
+    for name, (src, extra) in runs.items():
+        assert au_agent_cli.main(args(src, tmp_path / name, tmp_path / "c", "--no-cache", *extra, clip=tiny_clip)) == 0
+    npy = {name: (tmp_path / name / "vid_005.npy").read_bytes() for name in runs}
+    assert len(set(npy.values())) == 1
