@@ -138,6 +138,7 @@ def test_features_do_not_depend_on_the_company_they_keep(corpus, tmp_path, tiny_
     runs = {"corpus": (corpus, ()), "alone": (alone, ()), "batch3": (corpus, ("--batch-size", "3")),
             "chunk5": (corpus, ("--chunk-videos", "5"))}
     for name, (src, extra) in runs.items():
-        assert au_agent_cli.main(args(src, tmp_path / name, tmp_path / "c", "--no-cache", *extra, clip=tiny_clip)) == 0
-    npy = {name: (tmp_path / name / "vid_005.npy").read_bytes() for name in runs}
+        assert au_agent_cli.main(args(src, tmp_path / f"out_{name}", tmp_path / "c", "--no-cache", *extra,
+                                     clip=tiny_clip)) == 0
+    npy = {name: (tmp_path / f"out_{name}" / "vid_005.npy").read_bytes() for name in runs}
     assert len(set(npy.values())) == 1
