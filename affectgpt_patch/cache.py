@@ -3,6 +3,11 @@
 Two caches use it: descriptions (namespace = agent fingerprint, key = contract input string) and CLIP text
 features (namespace = CLIP weights fingerprint, key = description). Values are written once and never change
 for a key, so readers never see a stale value: a different agent or CLIP model is a different namespace.
+When two processes compute the same key, the first write wins and :meth:`SQLiteCache.put_many` hands both of
+them the stored value, so every shard writes the same features for one input.
+
+The cache is per node: SQLite's locking is only safe on a local file system, not over NFS or other network
+file systems. Give each node its own ``--cache-dir`` on a local disk.
 """
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Dict, Iterable, Mapping, Optional, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Union
 
 DEFAULT_DIR_ENV = "AU_AGENT_CACHE_DIR"
 _CHUNK = 500  # keys per SELECT (SQLite's variable limit is 999 on old builds)
@@ -46,32 +51,40 @@ class SQLiteCache:
             self._local.con, self._local.pid = con, os.getpid()
         return con
 
-    def get_many(self, ns: str, keys: Iterable[str]) -> Dict[str, bytes]:
-        keys = list(dict.fromkeys(keys))
+    @staticmethod
+    def _select(con: sqlite3.Connection, ns: str, keys: List[str]) -> Dict[str, bytes]:
         found: Dict[str, bytes] = {}
-        con = self._connect()
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start:start + _CHUNK]
             marks = ",".join("?" * len(chunk))
             for key, value in con.execute(f"SELECT key, value FROM kv WHERE ns = ? AND key IN ({marks})", [ns, *chunk]):
                 found[key] = value
+        return found
+
+    def get_many(self, ns: str, keys: Iterable[str]) -> Dict[str, bytes]:
+        keys = list(dict.fromkeys(keys))
+        found = self._select(self._connect(), ns, keys)
         with self._lock:
             self.hits += len(found)
             self.misses += len(keys) - len(found)
         return found
 
-    def put_many(self, ns: str, items: Mapping[str, bytes]) -> None:
+    def put_many(self, ns: str, items: Mapping[str, bytes]) -> Dict[str, bytes]:
+        """Store values for keys not stored yet; return what is stored for every key of ``items``: another
+        process's value where it was first, so that all callers use one value per key."""
         if not items:
-            return
+            return {}
         con = self._connect()
         con.execute("BEGIN IMMEDIATE")
         try:
             con.executemany("INSERT OR IGNORE INTO kv (ns, key, value) VALUES (?, ?, ?)",
                             [(ns, k, v) for k, v in items.items()])
+            stored = self._select(con, ns, list(items))
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        return stored
 
     def count(self, ns: Optional[str] = None) -> int:
         con = self._connect()

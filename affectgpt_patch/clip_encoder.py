@@ -99,11 +99,11 @@ class ClipTextEncoder:
         for start in tqdm(range(0, len(todo), batch_size), desc="CLIP text", unit="batch",
                           disable=not progress or len(todo) <= batch_size):
             chunk = todo[start:start + batch_size]
-            feats = self._encode_batch(chunk)
-            fresh = dict(zip(chunk, feats))
+            fresh = dict(zip(chunk, self._encode_batch(chunk)))
+            if self.cache is not None:  # another process's vector where it stored the text first
+                stored = self.cache.put_many(self.fingerprint, {t: v.tobytes() for t, v in fresh.items()})
+                fresh = {t: np.frombuffer(stored[t], dtype=np.float32) for t in chunk}
             known.update(fresh)
-            if self.cache is not None:
-                self.cache.put_many(self.fingerprint, {t: v.tobytes() for t, v in fresh.items()})
         self.encoded += len(todo)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)

@@ -72,3 +72,23 @@ def test_hits_and_misses_are_counted(tmp_path):
     cache.get_many("x", ["a", "b", "a"])
     assert cache.stats() == {"hits": 1, "misses": 1}
     assert cache.get_many("y", ["a"]) == {}  # namespaces never mix
+
+
+def test_the_first_stored_value_wins_for_every_writer(tmp_path):
+    """A process that lost the race for a key gets the stored value back, not its own."""
+    first, second = SQLiteCache(tmp_path / "c.sqlite"), SQLiteCache(tmp_path / "c.sqlite")
+    assert first.put_many("ns", {"k": b"first", "a": b"1"}) == {"k": b"first", "a": b"1"}
+    assert second.put_many("ns", {"k": b"second", "b": b"2"}) == {"k": b"first", "b": b"2"}
+    assert second.get_many("ns", ["k", "a", "b"]) == {"k": b"first", "a": b"1", "b": b"2"}
+
+
+def test_agent_uses_the_stored_description_when_another_process_stored_first(tmp_path):
+    from affectgpt_patch.agent import create_au_agent
+
+    agent = create_au_agent(backend="rules", cache_dir=str(tmp_path))
+    from data_prep import contract
+
+    inputs = [contract.format_input({"AU06": 2.5, "AU12": 3.0})]
+    other = SQLiteCache(tmp_path / "descriptions.sqlite")
+    other.put_many(agent.fingerprint, {inputs[0]: b"stored by another process"})
+    assert agent._generate(inputs, 4, False) == {inputs[0]: "stored by another process"}

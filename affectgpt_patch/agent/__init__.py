@@ -87,10 +87,7 @@ class AUAgent:
             known = {k: v.decode("utf-8") for k, v in self.cache.get_many(self.fingerprint, unique).items()}
         todo = [s for s in unique if s not in known]
         if todo:
-            fresh = self._generate(todo, batch_size or self.config.batch_size, progress)
-            known.update(fresh)
-            if self.cache is not None:
-                self.cache.put_many(self.fingerprint, {k: v.encode("utf-8") for k, v in fresh.items()})
+            known.update(self._generate(todo, batch_size or self.config.batch_size, progress))
         return [contract.NEUTRAL_DESCRIPTION if contract.is_neutral(s) else known[s] for s in inputs]
 
     def _generate(self, todo: List[str], batch_size: int, progress: bool) -> Dict[str, str]:
@@ -106,10 +103,12 @@ class AUAgent:
                   disable=not progress or len(todo) <= step) as bar:
             for start in range(0, len(todo), step):
                 chunk = todo[start:start + step]
-                texts = self.backend.generate(chunk, batch_size)
-                out.update(zip(chunk, texts))
-                if self.cache is not None:  # persist as we go: a crash keeps what was generated
-                    self.cache.put_many(self.fingerprint, {k: v.encode("utf-8") for k, v in zip(chunk, texts)})
+                texts = dict(zip(chunk, self.backend.generate(chunk, batch_size)))
+                if self.cache is not None:  # persist as we go (a crash keeps what was generated); where another
+                    # process stored a key first, its text is the one used
+                    stored = self.cache.put_many(self.fingerprint, {k: v.encode("utf-8") for k, v in texts.items()})
+                    texts = {k: stored[k].decode("utf-8") for k in chunk}
+                out.update(texts)
                 bar.update(len(chunk))
         self.generated += len(out)
         return out

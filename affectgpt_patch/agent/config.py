@@ -2,7 +2,8 @@
 an OmegaConf node, an agent folder / ``agent_card.json`` written by ``au-agent train``, or a bare adapter.
 
 Also computes the agent *fingerprint* that keys the description cache. It identifies what determines the
-text — base model, adapter bytes, prompt contract, generation settings — and not how it is run, so the hf,
+text — base model (hub id at its revision, or every byte of local weights), precision (dtype, 8-/4-bit
+loading), adapter bytes, prompt contract, generation settings — and not how it is run, so the hf,
 vLLM and OpenAI-server backends share cached descriptions and a changed adapter never hits a stale entry.
 """
 from __future__ import annotations
@@ -12,9 +13,11 @@ import hashlib
 import json
 import logging
 import os
+import re
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from data_prep import contract
 from data_prep.errors import AUAgentError
@@ -23,10 +26,12 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("hf", "vllm", "openai", "rules")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+DIGEST_MEMO = "file_digests.sqlite"
 
 #: Seed / AffectGPT config keys → AgentConfig fields.
 CONFIG_KEYS = {
     "au_agent_base_model": "base_model",
+    "au_agent_revision": "revision",
     "au_agent_lora_weights": "lora_weights",
     "au_agent_use_lora": "use_lora",
     "au_agent_backend": "backend",
@@ -45,6 +50,7 @@ CONFIG_KEYS = {
 class AgentConfig:
     backend: str = "hf"
     base_model: Optional[str] = None  # local folder or hub id
+    revision: Optional[str] = None  # hub branch, tag or commit of base_model (default: main)
     lora_weights: Optional[str] = None  # adapter folder (checkpoint-best)
     use_lora: bool = True
     agent_dir: Optional[str] = None  # an `au-agent train` output folder (read through its agent card)
@@ -157,33 +163,76 @@ def check_adapter_dir(path: str) -> None:
 # -------------------------------------------------------------------------------------------- fingerprint
 
 
-def _file_digest(path: Path, sample: bool = False) -> str:
-    """sha256 of a file; with ``sample``, of its size and first and last MiB (for multi-GB weights)."""
+#: (real path, size, mtime_ns) → sha256 of a weight file, so multi-GB weights are hashed once per process.
+_DIGESTS: Dict[Tuple[str, int, int], str] = {}
+_DIGEST_NS = "file-sha256"  # namespace of the same memo in the description cache, across processes
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+
+
+def _file_digest(path: Path, memo: Any = None) -> str:
+    """sha256 of all the bytes of a file, remembered by (path, size, mtime_ns) in this process and, with
+    ``memo`` (a :class:`~affectgpt_patch.cache.SQLiteCache`), across processes."""
+    st = path.stat()
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    if key in _DIGESTS:
+        return _DIGESTS[key]
+    memo_key = "\0".join(str(k) for k in key)
+    if memo is not None:
+        stored = memo.get_many(_DIGEST_NS, [memo_key]).get(memo_key)
+        if stored is not None:
+            _DIGESTS[key] = stored.decode("ascii")
+            return _DIGESTS[key]
     h = hashlib.sha256()
-    size = path.stat().st_size
     with open(path, "rb") as f:
-        if sample and size > 4 << 20:
-            h.update(str(size).encode())
-            h.update(f.read(1 << 20))
-            f.seek(-(1 << 20), os.SEEK_END)
-            h.update(f.read(1 << 20))
-        else:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()[:16]
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    _DIGESTS[key] = h.hexdigest()[:16]
+    if memo is not None:
+        memo.put_many(_DIGEST_NS, {memo_key: _DIGESTS[key].encode("ascii")})
+    return _DIGESTS[key]
 
 
-def model_identity(base_model: str) -> Dict[str, Any]:
-    """A hub id stands for itself; a local folder for its name, config and sampled weight digests."""
+def hub_revision(model_id: str, revision: Optional[str] = None) -> Optional[str]:
+    """The commit a hub id resolves to in the local Hugging Face cache (what an offline load reads), else
+    the requested revision as given."""
+    if revision and re.fullmatch(r"[0-9a-f]{40}", revision):
+        return revision
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+    except ImportError:
+        return revision
+    ref = Path(HF_HUB_CACHE) / f"models--{model_id.replace('/', '--')}" / "refs" / (revision or "main")
+    try:
+        return ref.read_text(encoding="utf-8").strip() or revision
+    except OSError:
+        return revision
+
+
+def model_identity(base_model: str, revision: Optional[str] = None, memo: Any = None) -> Dict[str, Any]:
+    """A hub id stands for itself at its revision; a local folder for its name, config, weight index and
+    the full sha256 of every weight file."""
     path = Path(base_model)
     if not path.is_dir():
-        return {"id": base_model}
-    weights = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
+        return {"id": base_model, "revision": hub_revision(base_model, revision)}
+    weights = sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+    indexes = sorted(p for p in path.iterdir() if p.name.endswith(".index.json") and p.is_file())
     return {
         "id": path.name,
         "config": _file_digest(path / "config.json") if (path / "config.json").is_file() else None,
-        "weights": {p.name: _file_digest(p, sample=True) for p in weights},
+        "index": {p.name: _file_digest(p) for p in indexes},
+        "weights": {p.name: _file_digest(p, memo) for p in weights},
     }
+
+
+def _digest_memo(config: AgentConfig) -> Any:
+    if not config.use_cache:
+        return None
+    from ..cache import SQLiteCache, default_cache_dir
+
+    try:
+        return SQLiteCache(Path(config.cache_dir or default_cache_dir()) / DIGEST_MEMO)
+    except (OSError, sqlite3.Error):
+        return None  # the memo only saves time
 
 
 def fingerprint(config: AgentConfig) -> str:
@@ -197,7 +246,10 @@ def fingerprint(config: AgentConfig) -> str:
         log.warning("openai backend without an agent folder: cached descriptions are keyed by the server's "
                     "model name; pass --agent to key them by the adapter's bytes")
     else:
-        parts = {"base": model_identity(config.base_model)}
+        parts = {"base": model_identity(config.base_model, config.revision, _digest_memo(config)),
+                 # how the weights are loaded changes the text too (a 4-bit model is not the bf16 one)
+                 "precision": {"dtype": config.dtype, "load_in_8bit": config.load_in_8bit,
+                               "load_in_4bit": config.load_in_4bit}}
         if config.lora_weights:
             adapter = Path(config.lora_weights)
             parts["adapter"] = {name: _file_digest(adapter / name) for name in ADAPTER_FILES if (adapter / name).is_file()}

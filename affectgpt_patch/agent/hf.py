@@ -57,12 +57,13 @@ class HFBackend:
 
         self.config = config
         self.device, dtype = resolve_device_dtype(config)
+        hub = {"revision": config.revision} if config.revision else {}
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(config.base_model)
+            self.tokenizer = AutoTokenizer.from_pretrained(config.base_model, **hub)
         except (OSError, ValueError) as e:
             raise AUAgentError(f"cannot load the tokenizer ({str(e).splitlines()[0]})", config.base_model) from None
         quant = _quantization(config)
-        kwargs: Dict[str, Any] = {_dtype_kwarg(): dtype, **quant}
+        kwargs: Dict[str, Any] = {_dtype_kwarg(): dtype, **quant, **hub}
         if quant:
             kwargs["device_map"] = {"": self.device}
         try:

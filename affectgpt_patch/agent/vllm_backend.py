@@ -46,6 +46,8 @@ def llm_kwargs(config: AgentConfig, max_model_len: int = 2048) -> Dict[str, Any]
         "max_model_len": max_model_len,
         "enable_prefix_caching": True,  # every prompt shares the system + instruction prefix
     }
+    if config.revision:
+        kwargs.update(revision=config.revision, tokenizer_revision=config.revision)
     if config.lora_weights:
         kwargs.update(enable_lora=True, max_loras=1, max_lora_rank=max_lora_rank(adapter_rank(config.lora_weights)))
     return kwargs
