@@ -36,6 +36,8 @@ REPORT_VERSION = "au-eval-1"
 SYSTEMS = ("agent", "teacher", "rules")
 LABELS = {"agent": "agent", "teacher": "teacher (reference texts)", "rules": "rules baseline"}
 FILES = ("report.md", "report.json", "predictions.jsonl", "au_f1.png", "lengths.png")
+COMMAND = "eval"  # the output folder's marker: --out is replaced only when it holds an earlier report
+LEGACY_FILES = ("report.json", "report.md")  # an earlier report written before the marker
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,7 @@ class EvalOptions:
     progress: bool = True
 
     def __post_init__(self) -> None:  # checked before any model is loaded
-        if Path(self.out).exists() and not Path(self.out).is_dir():
-            raise AUAgentError("--out exists and is not a folder", self.out)
+        atomic.check_output_dir(self.out, COMMAND, legacy=LEGACY_FILES)
 
 
 # ------------------------------------------------------------------------------------------------ the split
@@ -212,11 +213,11 @@ def evaluate(opts: EvalOptions, agent, records: Optional[List[EvalRecord]] = Non
             "cuda_max_memory_allocated_mib": _cuda_peak_mib(),
         },
     }
-    out.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(out / "report.json", report)
-    atomic.write_text(out / "report.md", report_markdown(report, records, texts, scores))
-    atomic.write_text(out / "predictions.jsonl", _predictions(records, texts, scores))
-    _plot(out, report, texts)
+    with atomic.staged_dir(out, command=COMMAND, legacy=LEGACY_FILES) as stage:  # all files, or none
+        atomic.write_json(stage / "report.json", report)
+        atomic.write_text(stage / "report.md", report_markdown(report, records, texts, scores))
+        atomic.write_text(stage / "predictions.jsonl", _predictions(records, texts, scores))
+        _plot(stage, report, texts)
     log.info("evaluation report written to %s", out / "report.md")
     return report
 

@@ -268,11 +268,18 @@ def _check_ownership(out_dir: Path, command: str, legacy: Sequence[str] = ()) ->
     raise AUAgentError(f"not empty and {what}; choose a new or empty folder (nothing was changed)", out_dir)
 
 
+def check_output_dir(out_dir: PathLike, command: str, legacy: Sequence[str] = ()) -> Path:
+    """Refuse, before any work, an output folder that ``command`` must not write into (see
+    :func:`staged_dir`); returns the resolved path."""
+    out_dir = _resolve_out(out_dir)
+    _check_ownership(out_dir, command, legacy)
+    return out_dir
+
+
 def claim_output_dir(out_dir: PathLike, command: str, legacy: Sequence[str] = ()) -> Path:
     """Prepare a folder that ``command`` writes file by file (and resumes): create it or accept an earlier
     output of the same command, write the marker, remove stale temporary files. Returns the resolved path."""
-    out_dir = _resolve_out(out_dir)
-    _check_ownership(out_dir, command, legacy)
+    out_dir = check_output_dir(out_dir, command, legacy)
     _mkdirs(out_dir)
     if output_marker(out_dir) != command:
         write_bytes(out_dir / MARKER, _marker_bytes(command))
