@@ -11,10 +11,14 @@ model that is not there or into a folder that held last week's agent are the mis
 
 Multi-GPU and multi-node runs go through LLaMA-Factory's torchrun launcher (``FORCE_TORCHRUN=1`` with
 ``NPROC_PER_NODE``, ``NNODES``, ``NODE_RANK``, ``MASTER_ADDR``, ``MASTER_PORT`` in the environment). Every node
-validates and decides alike; only node 0 deletes a previous run and writes ``checkpoint-best/`` and the card.
+validates its inputs, but only node 0 plans the output folder (resume, start over, delete with ``--overwrite``),
+writes the resolved recipe and then a ready marker; the other nodes wait for that marker and train with node
+0's recipe, so none plans against a folder that node 0 is deleting. Node 0 logs to ``train.log``, node N to
+``train.node{N}.log``. Only node 0 writes ``checkpoint-best/`` and the card.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -40,6 +44,9 @@ RECIPE_DIR = Path(__file__).resolve().parent
 DEFAULT_RECIPE = "qwen2.5_7b_lora_sft"
 RECIPE_FILE = "au_agent_recipe.yaml"  # the resolved recipe, in the output folder
 LOG_FILE = "train.log"
+READY_FILE = ".au_agent_train_ready.json"  # written by node 0 once the output folder is planned
+_NODE_LOG_RE = re.compile(r"train\.node\d+\.log")
+NODE_WAIT_ENV = "AU_AGENT_NODE_WAIT_S"  # how long other nodes wait for node 0 (default one hour)
 
 #: Recipe keys the command line owns: overriding them as key=value would leave two answers.
 PATH_KEYS = {"model_name_or_path": "--base-model", "dataset_dir": "--dataset", "output_dir": "--out"}
@@ -52,7 +59,7 @@ RENAMED_KEYS = {
     "load_in_4bit": "quantization_bit=4",
 }
 #: What a run leaves before its first checkpoint: such a folder starts over without --overwrite.
-RESTARTABLE = {RECIPE_FILE, LOG_FILE, "trainer_log.jsonl"}
+RESTARTABLE = {RECIPE_FILE, LOG_FILE, "trainer_log.jsonl", READY_FILE}
 #: Signs that a folder holds a training run, which --overwrite may delete.
 RUN_MARKERS = {RECIPE_FILE, LOG_FILE, "trainer_state.json", "trainer_log.jsonl", "adapter_config.json", CARD_NAME}
 #: Checkpoint files that only resuming needs; checkpoint-best leaves them out.
@@ -300,13 +307,13 @@ def plan_output(recipe: Dict[str, Any], overwrite: bool) -> Tuple[str, Optional[
     entries = {p.name for p in out.iterdir()} if out.is_dir() else set()
     checkpoints = _checkpoints(out)
     if overwrite:
-        if entries and not (entries & RUN_MARKERS or checkpoints):
+        if entries and not (entries & RUN_MARKERS or checkpoints or any(map(_NODE_LOG_RE.fullmatch, entries))):
             raise AUAgentError("refusing to --overwrite a folder that does not hold a training run "
                                f"(no {RECIPE_FILE}, trainer_state.json or checkpoints)", out)
         return ("overwrite" if entries else "fresh"), None
     if checkpoints:
         return "resume", checkpoints[-1]
-    if entries <= RESTARTABLE:
+    if {e for e in entries if not _NODE_LOG_RE.fullmatch(e)} <= RESTARTABLE:
         return "fresh", None
     raise AUAgentError("not empty and holds no checkpoint to resume from; pass --overwrite to start over "
                        "or choose another --out", out)
@@ -336,8 +343,43 @@ def check_precision(recipe: Dict[str, Any]) -> None:
         raise AUAgentError("fp16=true but this machine has no CUDA GPU; pass fp16=false")
 
 
+def node_rank() -> int:
+    """This node's rank: ``NODE_RANK`` (torchrun's multi-node launcher), else ``RANK``, else 0."""
+    for var in ("NODE_RANK", "RANK"):
+        value = os.environ.get(var, "").strip()
+        if value:
+            try:
+                return int(value)
+            except ValueError:
+                raise AUAgentError(f"{var}={value!r} is not a node rank (an integer)") from None
+    return 0
+
+
 def _is_main_node() -> bool:
-    return os.environ.get("NODE_RANK", "0") in ("", "0")
+    return node_rank() == 0
+
+
+def node_log_file(out: Path, rank: int) -> Path:
+    """One log per node: several nodes appending to one file on a shared folder interleave their lines."""
+    return out / (LOG_FILE if rank == 0 else f"train.node{rank}.log")
+
+
+def wait_for_main_node(out: Path, since: float, timeout: Optional[float] = None, poll: float = 2.0) -> None:
+    """Block until node 0 has planned ``out`` for this run (its ready marker, written after ``since``)."""
+    timeout = float(os.environ.get(NODE_WAIT_ENV, 3600)) if timeout is None else timeout
+    ready = out / READY_FILE
+    deadline = time.time() + timeout
+    log.info("node %d: waiting for node 0 to prepare %s", node_rank(), out)
+    while True:
+        try:
+            if json.loads(ready.read_text(encoding="utf-8")).get("time", 0) >= since - 60:  # 60 s clock skew
+                return
+        except (OSError, ValueError, AttributeError):
+            pass
+        if time.time() > deadline:
+            raise AUAgentError(f"node 0 did not prepare the output folder within {timeout:.0f} s (no {READY_FILE}); "
+                               f"start node 0 too, or raise {NODE_WAIT_ENV}", out)
+        time.sleep(poll)
 
 
 # --------------------------------------------------------------------------------------------- launch
@@ -399,7 +441,8 @@ def select_best_checkpoint(out: Path, state: Dict[str, Any]) -> Tuple[Path, Opti
 
 def export_best(source: Path, out: Path) -> Path:
     """Copy the adapter and tokenizer of ``source`` (without optimizer state) to ``out/checkpoint-best``."""
-    skip = shutil.ignore_patterns(*RESUME_ONLY, "checkpoint-*", RECIPE_FILE, LOG_FILE, CARD_NAME, "trainer_log.jsonl",
+    skip = shutil.ignore_patterns(*RESUME_ONLY, "checkpoint-*", RECIPE_FILE, LOG_FILE, "train.node*.log", CARD_NAME,
+                                  "trainer_log.jsonl",
                                   "*.png", "*_results.json", "runs", ".*")
     with atomic.staged_dir(out / BEST_DIR) as stage:
         shutil.copytree(source, stage, ignore=skip, dirs_exist_ok=True)
@@ -443,18 +486,22 @@ def train_agent(opts: TrainOptions) -> Optional[Dict[str, Any]]:
     (``None`` on nodes other than node 0, which leave the hand-off to node 0)."""
     from omegaconf import OmegaConf
 
+    started = time.time()
+    if not _is_main_node():
+        return _train_other_node(opts, started)
     recipe, source, dataset, action, checkpoint = prepare_run(opts)
     out = Path(recipe["output_dir"])
-    main_node = _is_main_node()
+    with contextlib.suppress(FileNotFoundError):
+        (out / READY_FILE).unlink()  # a crashed run's marker must not release the other nodes early
     recipe["overwrite_output_dir"] = action == "overwrite"
     if action == "resume" and "resume_from_checkpoint" not in recipe:
         recipe["resume_from_checkpoint"] = str(checkpoint)
         _warn_changed_recipe(out / RECIPE_FILE, recipe)
         log.info("resuming from %s (--overwrite starts over)", checkpoint)
-    elif action == "overwrite" and main_node:
+    elif action == "overwrite":
         log.info("--overwrite: deleting the previous run in %s", out)
         shutil.rmtree(out)
-    elif action == "fresh" and main_node and (out / "trainer_log.jsonl").is_file():
+    elif action == "fresh" and (out / "trainer_log.jsonl").is_file():
         (out / "trainer_log.jsonl").unlink()  # steps of a run that saved no checkpoint
     env = dict(os.environ)
     if recipe.get("deepspeed"):
@@ -464,11 +511,31 @@ def train_agent(opts: TrainOptions) -> Optional[Dict[str, Any]]:
     text = OmegaConf.to_yaml(OmegaConf.create(recipe))
     atomic.write_text(recipe_file, text)
     log.info("recipe %s resolved to %s:\n%s", source.name, recipe_file, text)
-    run_llamafactory("train", recipe_file, out / LOG_FILE, opts.echo, env)
-    if not main_node:
-        log.info("node %s: done; node 0 writes %s and %s", os.environ.get("NODE_RANK"), BEST_DIR, CARD_NAME)
-        return None
+    atomic.write_json(out / READY_FILE, {"time": time.time(), "action": action})
+    try:
+        run_llamafactory("train", recipe_file, node_log_file(out, 0), opts.echo, env)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            (out / READY_FILE).unlink()
     return finish_run(out, recipe, source.stem, dataset)
+
+
+def _train_other_node(opts: TrainOptions, started: float) -> None:
+    """A node other than 0: check the inputs, wait for node 0's plan, train with node 0's recipe."""
+    recipe, source = render_recipe(opts)
+    check_recipe(recipe, source)
+    check_dataset(recipe)
+    check_base_model(recipe["model_name_or_path"])
+    out = Path(recipe["output_dir"])
+    wait_for_main_node(out, started)
+    env = dict(os.environ)
+    if recipe.get("deepspeed"):
+        env.setdefault("FORCE_TORCHRUN", "1")
+    rank = node_rank()
+    run_llamafactory("train", out / RECIPE_FILE, node_log_file(out, rank), opts.echo, env)
+    log.info("node %d: done; node 0 writes %s and %s", rank, BEST_DIR, CARD_NAME)
+    return None
+
 
 
 def _warn_changed_recipe(previous_file: Path, recipe: Dict[str, Any]) -> None:

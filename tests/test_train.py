@@ -244,6 +244,38 @@ def test_output_plan(tmp_path, sample_dataset, tiny_qwen2):
     assert plan_output(recipe, overwrite=False) == ("resume", out / "checkpoint-10")
 
 
+def test_other_nodes_wait_for_node_0_and_delete_nothing(tmp_path, sample_dataset, tiny_qwen2, monkeypatch, capsys):
+    """Node 1 of a multi-node --overwrite run neither plans nor deletes: it waits for node 0's ready marker."""
+    import threading
+    import time
+
+    from llamafactory_configs.train import READY_FILE, node_log_file, wait_for_main_node
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / RECIPE_FILE).write_text("x: 1\n")
+    (out / "checkpoint-5").mkdir()
+    (out / "checkpoint-5" / "trainer_state.json").write_text("{}")
+    before = sorted(p.name for p in out.rglob("*"))
+    monkeypatch.setenv("NODE_RANK", "1")
+    monkeypatch.setenv("AU_AGENT_NODE_WAIT_S", "0.2")
+    assert train(sample_dataset, tiny_qwen2, out, "--overwrite") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "node 0 did not prepare the output folder" in err[0] and READY_FILE in err[0]
+    assert sorted(p.name for p in out.rglob("*")) == before
+
+    started = time.time()
+    writer = threading.Timer(0.3, lambda: (out / READY_FILE).write_text(json.dumps({"time": time.time()})))
+    writer.start()
+    wait_for_main_node(out, started, timeout=30, poll=0.05)  # returns once node 0 is ready
+    writer.join()
+    assert node_log_file(out, 0).name == LOG_FILE and node_log_file(out, 3).name == "train.node3.log"
+    (out / "train.node1.log").write_text("node 1 crashed\n")
+    shutil.rmtree(out / "checkpoint-5")
+    recipe = {"output_dir": str(out), "dataset_dir": str(sample_dataset), "model_name_or_path": str(tiny_qwen2)}
+    assert plan_output(recipe, overwrite=False) == ("fresh", None)  # node logs and the marker are restartable
+
+
 def test_best_checkpoint_selection(tmp_path):
     out = tmp_path / "run"
     for step in (4, 8, 12):
