@@ -226,7 +226,8 @@ MARKER = ".au_agent_output.json"
 _OLD_SUFFIX = ".au_agent_old"  # the previous folder during a two-rename swap (where RENAME_EXCHANGE is missing)
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
-_exchange_supported = True  # cleared when the kernel or file system refuses RENAME_EXCHANGE
+EXCHANGE_ENV = "AU_AGENT_RENAME_EXCHANGE"  # "0" forces the two-rename swap (tests of its recovery)
+_exchange_supported = os.environ.get(EXCHANGE_ENV, "1") != "0"  # cleared when the system refuses RENAME_EXCHANGE
 
 
 def output_marker(folder: PathLike) -> Optional[str]:

@@ -163,7 +163,7 @@ def _drop_journal(state_dir: Path) -> None:
     shutil.rmtree(state_dir / PENDING, ignore_errors=True)
 
 
-def recover(root: Path) -> bool:
+def recover(root: Path, quiet: bool = False) -> bool:
     """Roll an interrupted patch or revert forward (see module docstring); True when there was one."""
     root = Path(root)
     found = False
@@ -171,6 +171,8 @@ def recover(root: Path) -> bool:
         shutil.rmtree(root / REMOVED)
         found = True
     state_dir = root / STATE_DIR
+    for folder, _, _ in os.walk(state_dir):
+        atomic.remove_stale_temps(folder)  # backups, staged bytes or a manifest a killed process was writing
     journal_path = state_dir / JOURNAL
     if not journal_path.is_file():
         if state_dir.is_dir() and not Manifest.path(root).is_file():
@@ -185,6 +187,8 @@ def recover(root: Path) -> bool:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise AUAgentError(f"unreadable patch journal ({e}); the originals are in {STATE_DIR}/{ORIGINALS}/",
                            journal_path) from None
+    for folder in sorted({(root / rel).parent for rel in files}):
+        atomic.remove_stale_temps(folder)  # what the killed process was writing
     modes = {rel: e.get("original_mode") for rel, e in (journal.get("manifest") or {}).get("files", {}).items()}
     for rel, entry in files.items():
         path = root / rel
@@ -204,7 +208,8 @@ def recover(root: Path) -> bool:
             raise AUAgentError("does not match the patch journal", state_dir / entry["source"])
         _write(path, data, modes.get(rel) if entry.get("restore_mode") else None)
     _finish(root, journal)
-    log.warning("%s: finished an interrupted %s", root, journal["op"])
+    if not quiet:
+        log.warning("%s: finished an interrupted %s", root, journal["op"])
     return True
 
 
@@ -251,5 +256,5 @@ def revert(root: Path) -> List[str]:
     journal = {"format": FORMAT, "op": "revert", "files": targets,
                "manifest": json.loads(manifest.to_bytes())}
     _write(root / STATE_DIR / JOURNAL, atomic.dumps_json(journal).encode("utf-8"))
-    recover(root)
+    recover(root, quiet=True)
     return list(targets)
