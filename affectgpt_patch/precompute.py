@@ -80,6 +80,7 @@ def precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, A
     if not names:
         raise AUAgentError("no OpenFace *.csv files", src)
     out = atomic.claim_output_dir(opts.out, COMMAND, legacy=(MANIFEST,))
+    atomic.remove_stale_temps(out / FAILURE_DIR)
     mine = [n for n in names if in_shard(n, opts.shard)]
     todo, done_meta = [], {}
     for name in mine:  # the JSON and the npy checksum decide; the features themselves are not decoded
@@ -173,7 +174,7 @@ def _clear_failure(out: Path, name: str) -> None:
     path = _failure_path(out, name)
     if path.exists():
         path.unlink()
-        atomic.fault_point(f"unlink failure {name}")
+        atomic.fault_point(f"unlink {path}")
 
 
 def merge_failures(out: os.PathLike) -> int:

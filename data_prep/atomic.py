@@ -125,13 +125,13 @@ def write_bytes(path: PathLike, data: bytes, mode: Optional[int] = None) -> None
             f.flush()
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
-        fault_point(f"write {path.name}")
+        fault_point(f"write {path}")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fault_point(f"rename {path.name}")
+    fault_point(f"rename {path}")
     _fsync_dir(path.parent)
 
 

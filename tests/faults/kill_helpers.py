@@ -57,21 +57,26 @@ def kill_after(args: Sequence[object], seconds: float, **env: str) -> Optional[i
 
 
 def kind(point: str) -> str:
-    """``"write 00ab.json"`` → ``"write .json"``: the kind of a point is its action and file type."""
-    action, _, name = point.partition(" ")
-    return f"{action} {Path(name).suffix or name}"
+    """``"write /x/.au_agent_patch/originals/a/b.py"`` → ``"write originals .py"``: the action, the area (the
+    state or record folder it lies in, else ``out``) and the file type."""
+    action, _, where = point.partition(" ")
+    path = Path(where)
+    area = next((part for part in ("originals", "pending", ".au_agent_patch", ".failures") if part in path.parts),
+                "out")
+    return f"{action} {area} {path.suffix or path.name}"
 
 
-def sample_points(points: Sequence[str], per_kind: int, seed: int) -> List[int]:
-    """1-based indices: the first and last point of every kind plus ``per_kind`` seeded others of each."""
+def sample_points(points: Sequence[str], per_kind: int, seed: int, ends: bool = True) -> List[int]:
+    """1-based indices covering every kind of point: its first and last (``ends``; else one seeded pick) plus
+    ``per_kind`` seeded others."""
     by_kind: Dict[str, List[int]] = defaultdict(list)
     for i, p in enumerate(points, 1):
         by_kind[kind(p)].append(i)
     rng = random.Random(seed)
     chosen = set()
     for indices in by_kind.values():
-        chosen.update({indices[0], indices[-1]})
-        rest = indices[1:-1]
+        chosen.update({indices[0], indices[-1]} if ends else {rng.choice(indices)})
+        rest = [i for i in indices if i not in chosen]
         chosen.update(rng.sample(rest, min(per_kind, len(rest))))
     return sorted(chosen)
 
