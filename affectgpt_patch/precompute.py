@@ -101,7 +101,7 @@ def precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, A
     for name in done_meta:
         _clear_failure(out, name)
     manifest = write_manifest(out, done_meta)
-    merge_failures(out)
+    merge_failures(out, set(names))
     by_reason = collections.Counter(failed.values())
     return {"videos": len(mine), "done": done, "skipped": skipped, "failed": len(failed),
             "failed_by_reason": dict(by_reason.most_common()), "manifest_entries": manifest,
@@ -177,17 +177,23 @@ def _clear_failure(out: Path, name: str) -> None:
         atomic.fault_point(f"unlink {path}")
 
 
-def merge_failures(out: os.PathLike) -> int:
-    """Rewrite ``failures.jsonl`` from the per-video records of every shard (removed when there are none)."""
+def merge_failures(out: os.PathLike, names: Optional[set] = None) -> int:
+    """Rewrite ``failures.jsonl`` from the per-video records of every shard (removed when there are none);
+    records of videos no longer among ``names`` (the corpus) are dropped."""
     out = Path(out)
     records = []
     folder = out / FAILURE_DIR
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
-            records.append((str(record["name"]), str(record["reason"])))
+            name, reason = str(record["name"]), str(record["reason"])
         except (OSError, ValueError, TypeError, KeyError):
             continue  # a record being replaced by another shard right now
+        if names is not None and name not in names:
+            path.unlink(missing_ok=True)
+            atomic.fault_point(f"unlink {path}")
+            continue
+        records.append((name, reason))
     if records:
         atomic.write_text(out / FAILURES, "".join(json.dumps({"name": n, "reason": r}, ensure_ascii=False) + "\n"
                                                   for n, r in sorted(records)))

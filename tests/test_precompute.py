@@ -142,3 +142,46 @@ def test_features_do_not_depend_on_the_company_they_keep(corpus, tmp_path, tiny_
                                      clip=tiny_clip)) == 0
     npy = {name: (tmp_path / f"out_{name}" / "vid_005.npy").read_bytes() for name in runs}
     assert len(set(npy.values())) == 1
+
+
+def test_one_bad_video_does_not_stop_the_corpus(corpus, tmp_path, tiny_clip, capsys):
+    """A corrupt earlier {name}.json is redone; a name too long for the file system, an unreadable CSV and a
+    CSV without a valid frame are that video's failures, listed once each, and cleared once they succeed."""
+    import shutil
+
+    src = shutil.copytree(corpus, tmp_path / "openface")
+    long_name = "v" * 251  # {name}.csv fits in 255 bytes, {name}.json does not
+    shutil.copy(src / "vid_001.csv", src / f"{long_name}.csv")
+    no_valid = (src / "vid_002.csv").read_text().splitlines()
+    header = no_valid[0].split(",")
+    col = [c.strip() for c in header].index("success")
+    rows = [",".join("0" if i == col else v for i, v in enumerate(r.split(","))) for r in no_valid[1:]]
+    (src / "no_valid.csv").write_text("\n".join([no_valid[0], *rows]) + "\n")
+    out = tmp_path / "f"
+    out.mkdir()
+    assert au_agent_cli.main(args(src, out, tmp_path / "c", "--keep-going", clip=tiny_clip)) == 0
+    good = (out / "vid_003.json").read_bytes()
+    (out / "vid_003.json").write_bytes(b"\xff\xfe not json")  # corrupt earlier output
+    (out / "vid_004.json").write_text("[1, 2]")                 # valid JSON, wrong shape
+    assert au_agent_cli.main(args(src, out, tmp_path / "c", "--keep-going", clip=tiny_clip)) == 0
+    assert (out / "vid_003.json").read_bytes() == good and json.loads((out / "vid_004.json").read_text())["name"]
+    failures = {json.loads(line)["name"]: json.loads(line)["reason"]
+                for line in (out / "failures.jsonl").read_text().splitlines()}
+    assert set(failures) == {long_name, "no_valid"}
+    assert "cannot write its features" in failures[long_name] and "no valid frame" in failures["no_valid"]
+    assert len(list((out / ".failures").iterdir())) == 2
+    shutil.copy(src / "vid_002.csv", src / "no_valid.csv")  # fixed: it succeeds now
+    assert au_agent_cli.main(args(src, out, tmp_path / "c", "--keep-going", clip=tiny_clip)) == 0
+    assert [json.loads(line)["name"] for line in (out / "failures.jsonl").read_text().splitlines()] == [long_name]
+    (src / f"{long_name}.csv").unlink()  # gone from the corpus
+    assert au_agent_cli.main(args(src, out, tmp_path / "c", clip=tiny_clip)) == 0  # a clean rerun
+    assert not (out / "failures.jsonl").exists() and not list((out / ".failures").iterdir())
+
+
+def test_refuses_a_folder_it_did_not_write(corpus, tmp_path, tiny_clip, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.json").write_text("{}")
+    assert au_agent_cli.main(args(corpus, out, tmp_path / "c", clip=tiny_clip)) == 1
+    assert "not empty and not an output of au-agent precompute" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["notes.json"]
