@@ -65,6 +65,10 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+COMMAND = "prepare-data"  # the output folder's marker: --out is replaced only when it holds an earlier dataset
+LEGACY_FILES = ("dataset_info.json", "contract.json")  # an earlier dataset written before the marker
+
+
 def prepare_dataset(opts: PrepareOptions) -> Dict[str, object]:
     """Run the whole stage and return the stats that were written to ``stats.json``."""
     with _gc_paused():
@@ -72,6 +76,7 @@ def prepare_dataset(opts: PrepareOptions) -> Dict[str, object]:
 
 
 def _prepare(opts: PrepareOptions) -> Dict[str, object]:
+    atomic.check_output_dir(opts.out, COMMAND, LEGACY_FILES)  # before any reading: a wrong --out fails at once
     if opts.mer_factory_output is None and not opts.import_alpaca:
         raise AUAgentError("nothing to read: give a MER-Factory output folder and/or --import-alpaca files")
     if not 0.0 <= opts.val_ratio < 1.0:
@@ -95,7 +100,7 @@ def _prepare(opts: PrepareOptions) -> Dict[str, object]:
                            opts.mer_factory_output or opts.import_alpaca[0])
 
     stats = _stats(records, kept, train, val, dropped, notes, opts, tally)
-    with atomic.staged_dir(opts.out, command="prepare-data", legacy=("dataset_info.json", "contract.json")) as stage:
+    with atomic.staged_dir(opts.out, command=COMMAND, legacy=LEGACY_FILES) as stage:
         _write_dataset(stage, kept, train, val, stats)
     log.info("wrote %d train / %d val records to %s", len(train), len(val), opts.out)
     return stats
