@@ -156,8 +156,11 @@ def _run_chunk(chunk: List[str], opts: PrecomputeOptions, out: Path, agent: Any,
         vf = assemble(plan, describe_plan(plan, descriptions), encoded, agent.fingerprint, opts.settings)
         try:
             save_video_features(out, vf)
-        except OSError as e:  # e.g. a name too long for the file system, or a folder in the way
+        except OSError as e:  # e.g. a name too long for the file system
             _fail(out, failed, plan.name, f"cannot write its features ({e.strerror or e})", bar)
+            continue
+        except AUAgentError as e:  # e.g. a folder where its file should go
+            _fail(out, failed, plan.name, f"cannot write its features ({e})", bar)
             continue
         _clear_failure(out, plan.name)
         done += 1

@@ -163,13 +163,16 @@ def test_one_bad_video_does_not_stop_the_corpus(corpus, tmp_path, tiny_clip, cap
     good = (out / "vid_003.json").read_bytes()
     (out / "vid_003.json").write_bytes(b"\xff\xfe not json")  # corrupt earlier output
     (out / "vid_004.json").write_text("[1, 2]")                 # valid JSON, wrong shape
+    (out / "vid_005.npy").unlink()
+    (out / "vid_005.npy").mkdir()                              # a folder where a file goes
     assert au_agent_cli.main(args(src, out, tmp_path / "c", "--keep-going", clip=tiny_clip)) == 0
     assert (out / "vid_003.json").read_bytes() == good and json.loads((out / "vid_004.json").read_text())["name"]
     failures = {json.loads(line)["name"]: json.loads(line)["reason"]
                 for line in (out / "failures.jsonl").read_text().splitlines()}
-    assert set(failures) == {long_name, "no_valid"}
+    assert set(failures) == {long_name, "no_valid", "vid_005"}
     assert "cannot write its features" in failures[long_name] and "no valid frame" in failures["no_valid"]
-    assert len(list((out / ".failures").iterdir())) == 2
+    assert len(list((out / ".failures").iterdir())) == 3
+    (out / "vid_005.npy").rmdir()
     shutil.copy(src / "vid_002.csv", src / "no_valid.csv")  # fixed: it succeeds now
     assert au_agent_cli.main(args(src, out, tmp_path / "c", "--keep-going", clip=tiny_clip)) == 0
     assert [json.loads(line)["name"] for line in (out / "failures.jsonl").read_text().splitlines()] == [long_name]

@@ -53,8 +53,8 @@ class AUAgent:
 
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
+        self.backend = _backend(config)  # first: a hub model is downloaded here, then its revision is known
         self.fingerprint = fingerprint(config)
-        self.backend = _backend(config)
         self.cache: Optional[SQLiteCache] = None
         if config.use_cache:
             cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
