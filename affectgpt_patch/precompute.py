@@ -113,7 +113,7 @@ def _done_meta(out: Path, name: str) -> Optional[Dict[str, Any]]:
     system refuses) means the video is redone, not that the corpus stops."""
     try:
         meta = precomputed_meta(out, name)
-    except (OSError, ValueError, TypeError, AttributeError, KeyError) as e:
+    except (AUAgentError, OSError, ValueError, TypeError, AttributeError, KeyError) as e:
         log.warning("%s: unreadable earlier output (%s); redoing the video", out / f"{name}.json", e)
         return None
     return meta if isinstance(meta, dict) else None
