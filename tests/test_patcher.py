@@ -142,22 +142,30 @@ def test_dry_run_writes_nothing(tmp_path):
     assert f"+++ b/{TRAIN_CONFIG}" in report.diff
 
 
-def test_failure_part_way_leaves_the_checkout_untouched(tmp_path, monkeypatch):
+@pytest.mark.parametrize("fail_at", [6, -2], ids=["before-the-journal", "last-checkout-file"])
+def test_failure_part_way_leaves_the_checkout_untouched(tmp_path, monkeypatch, fail_at):
     root = make_checkout(tmp_path / "repo", "upstream", "nested")
     before = digest(root)
     calls = []
     real_write = transaction._write
+    if fail_at < 0:  # counted from the end (the manifest is the last write)
+        counting = make_checkout(tmp_path / "count", "upstream", "nested")
+        monkeypatch.setattr(transaction, "_write", lambda *a: calls.append(a[0]) or real_write(*a))
+        apply_patch(counting)
+        fail_at += len(calls) + 1
+        assert ".au_agent_patch" not in calls[fail_at - 1].parts
+        calls.clear()
 
     def flaky_write(path, data, mode=None):
         calls.append(path)
-        if len(calls) == 6:
+        if len(calls) == fail_at:
             raise OSError("disk full")
         real_write(path, data, mode)
 
     monkeypatch.setattr(transaction, "_write", flaky_write)
     with pytest.raises(OSError, match="disk full"):
         apply_patch(root)
-    assert len(calls) == 6 and digest(root) == before and not (root / ".au_agent_patch").exists()
+    assert len(calls) == fail_at and digest(root) == before and not (root / ".au_agent_patch").exists()
 
     monkeypatch.setattr(transaction, "_write", real_write)  # and a later run succeeds
     assert apply_patch(root).complete
