@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import stat
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -103,18 +104,22 @@ def write_bytes(path: PathLike, data: bytes, mode: Optional[int] = None) -> None
     is written to directly. ``mode`` defaults to the replaced file's mode, else what the umask gives a new file.
     """
     path = Path(path)
-    if path.is_symlink():
-        path = Path(os.path.realpath(path))
-    with contextlib.suppress(FileNotFoundError):
-        st = path.stat()
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        st = path.stat()  # through symlinks, /dev/stdout and /proc/self/fd/N included
         if stat.S_ISDIR(st.st_mode):
             raise AUAgentError("is a folder; expected a file path", path)
-        if not stat.S_ISREG(st.st_mode):  # a device, pipe or socket: there is nothing to replace
+        fd = _fd_alias(path)
+        if fd is not None:  # /dev/stdout, /dev/fd/N: written through the process's own descriptor
+            _write_fd(fd, data)
+            return
+        if not stat.S_ISREG(st.st_mode):  # a device, pipe or socket: written in place, nothing is replaced
             with open(path, "wb") as f:
                 f.write(data)
             return
         if mode is None:
             mode = stat.S_IMODE(st.st_mode)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     if mode is None:
         mode = 0o666 & ~current_umask()
     _mkdirs(path.parent)
@@ -133,6 +138,29 @@ def write_bytes(path: PathLike, data: bytes, mode: Optional[int] = None) -> None
         raise
     fault_point(f"rename {path}")
     _fsync_dir(path.parent)
+
+
+_FD_ALIAS_RE = re.compile(r"/dev/(?:fd|std(?:in|out|err))(?:/(\d+))?|/proc/self/fd/(\d+)")
+_STD_FDS = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+
+
+def _fd_alias(path: Path) -> Optional[int]:
+    text = os.fspath(path.absolute())
+    if text in _STD_FDS:
+        return _STD_FDS[text]
+    m = _FD_ALIAS_RE.fullmatch(text)
+    return int(m.group(1) or m.group(2)) if m and (m.group(1) or m.group(2)) else None
+
+
+def _write_fd(fd: int, data: bytes) -> None:
+    """Write to an open descriptor after what Python has buffered for it (stdout and stderr keep their order)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            if stream.fileno() == fd:
+                stream.flush()
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def remove_stale_temps(folder: PathLike) -> int:

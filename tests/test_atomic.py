@@ -111,3 +111,24 @@ def test_prepare_data_never_deletes_or_replaces_what_it_did_not_create(samples, 
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and ("not empty" in err[0] or "not a folder" in err[0]), err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize("into", ["pipe", "file"])
+def test_dev_stdout_is_written_through_the_process_descriptor(tmp_path, into):
+    import subprocess
+    import sys
+
+    code = ("from data_prep import atomic; print('before', flush=False); "
+            "atomic.write_text('/dev/stdout', 'written\\n'); print('after')")
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    if into == "pipe":
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout
+    else:
+        with open(tmp_path / "out.txt", "w") as f:
+            subprocess.run([sys.executable, "-c", code], stdout=f, env=env, check=True)
+        out = (tmp_path / "out.txt").read_text()
+        assert stat.S_ISREG(os.lstat(tmp_path / "out.txt").st_mode)
+    assert out == "before\nwritten\nafter\n"
