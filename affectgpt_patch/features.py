@@ -63,10 +63,11 @@ class VideoFeatures:
 
 def plan_video(track: OpenFaceTrack, settings: FeatureSettings) -> FramePlan:
     intensity = np.nan_to_num(track.intensities).sum(axis=1) if settings.sampling == "peaks" else None
-    selection = select_frames(track.frames, track.valid, settings.frames, settings.sampling, intensity)
+    total = track.video_frames  # the video's timeline (every face's rows), not the chosen face's last frame
+    selection = select_frames(track.frames, track.valid, settings.frames, settings.sampling, intensity,
+                              total_frames=total)
     position = {int(f): i for i, f in enumerate(track.frames.tolist())}
     inputs = [track.input_string(position[f]) if f is not None else None for f in selection.frames]
-    total = int(track.frames.max()) if len(track) else 0
     return FramePlan(track.video, selection.frames, selection.mask, inputs, total)
 
 

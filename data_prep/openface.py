@@ -50,6 +50,16 @@ class OpenFaceTrack:
     success: np.ndarray
     valid: np.ndarray  # bool
     reasons: List[Optional[str]] = field(default_factory=list)  # None for valid frames
+    #: The video's length in frames: the largest frame number over every row (all faces), so that frame i
+    #: still means video frame i when the chosen face leaves early. None: the largest of ``frames``.
+    total_frames: Optional[int] = None
+
+    @property
+    def video_frames(self) -> int:
+        """The clip length this track's frames are numbered in."""
+        if self.total_frames is not None:
+            return int(self.total_frames)
+        return int(self.frames.max()) if len(self.frames) else 0
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -174,4 +184,5 @@ def read_openface_csv(
         success=pick(success) == 1,
         valid=pick(valid),
         reasons=reasons,
+        total_frames=int(frames.max()),
     )
