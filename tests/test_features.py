@@ -40,13 +40,13 @@ def test_precomputed_and_realtime_are_bit_identical(samples, models, tmp_path):
     assert from_disk.mask.tolist() == fresh.mask.tolist()
 
 
-def test_precomputed_file_with_other_settings_is_not_used(samples, models, tmp_path):
+def test_precomputed_file_with_other_settings_is_an_error(samples, models, tmp_path):
     agent, encoder = models
     track = read_openface_csv(samples / "openface" / "sample_00005.csv")
     save_video_features(tmp_path, compute_video_features(track, agent, encoder, FeatureSettings(frames=4)))
-    vf = video_features("sample_00005", precomputed_dir=tmp_path, openface_dir=samples / "openface",
-                        agent=agent, encoder=encoder, settings=FeatureSettings(frames=8))
-    assert vf.features.shape == (8, 512)
+    with pytest.raises(AUAgentError, match=r"sample_00005.json: precomputed with other settings: T 4 \(config: 8\)"):
+        video_features("sample_00005", precomputed_dir=tmp_path, openface_dir=samples / "openface",
+                       agent=agent, encoder=encoder, settings=FeatureSettings(frames=8))
 
 
 def test_corrupt_precomputed_file_is_ignored(samples, models, tmp_path):

@@ -13,9 +13,9 @@ from omegaconf import OmegaConf
 from data_prep import AUAgentError
 from data_prep.sources import per_frame
 from data_prep.sources.record import load_json
-from affectgpt_patch import mixin
+from affectgpt_patch import features, mixin
 from affectgpt_patch.agent import create_au_agent
-from affectgpt_patch.clip_encoder import load_clip_text_encoder
+from affectgpt_patch.clip_encoder import RELEASED_WIDTHS, load_clip_text_encoder
 from affectgpt_patch.features import (FeatureSettings, compute_video_features, features_from_descriptions,
                                       save_video_features, video_features)
 from affectgpt_patch.patcher import ConfigOptions, apply_patch
@@ -42,8 +42,8 @@ def data_dir(tmp_path_factory):
 def env(tmp_path, monkeypatch, tiny_clip):
     """A fresh CLIP/description cache and warning memory; the AU settings every test shares."""
     monkeypatch.setenv("AU_AGENT_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(mixin, "_WARNED", set())
-    monkeypatch.setattr(mixin, "_MODELS", {})
+    monkeypatch.setattr(features, "_WARNED", set())
+    monkeypatch.setattr(features, "_MODELS", {})
     return {"au_agent_backend": "rules", "au_agent_cache_dir": str(tmp_path / "cache"), "au_clip_model": str(tiny_clip)}
 
 
@@ -86,7 +86,7 @@ def test_mode_detection_and_prompt_segment():
 def test_defaults_agree_between_mixin_template_and_patcher():
     constants = branch_constants()
     assert constants["AU_PATCH_TOKEN"] == mixin.AU_PATCH_TOKEN
-    assert constants["AU_FEATURE_DIM"] == mixin.AU_FEATURE_DIM
+    assert constants["DEFAULTS"]["au_feature_dim"] == RELEASED_WIDTHS[mixin.SETTINGS["au_clip_model"]]
     assert constants["DEFAULTS"]["num_au_query_token"] == mixin.SETTINGS["num_au_query_token"]
 
 
@@ -270,7 +270,7 @@ def test_missing_source_gives_a_masked_zero_and_one_warning(tmp_path, samples, e
     root, cfg = patched(tmp_path, openface_dir=str(samples / "openface"))
     for key, value in env.items():
         cfg.inference[key] = value
-    with imported(root, tiny_llm, data_dir) as ag, caplog.at_level(logging.WARNING, logger="affectgpt_patch.mixin"):
+    with imported(root, tiny_llm, data_dir) as ag, caplog.at_level(logging.WARNING, logger="affectgpt_patch.features"):
         dataset = _inference_dataset(ag, cfg)
         for name in ("no_such_video", "another_missing_one"):
             video, _, audio, _ = _paths(data_dir, name)
@@ -291,6 +291,7 @@ def test_a_missing_sample_is_not_replaced_during_training(tmp_path, samples, env
     ds_cfg = cfg.datasets.mercaptionplus
     for key, value in env.items():
         ds_cfg[key] = value
+    ds_cfg.au_max_missing = 0.5  # 1 of 3 samples has no AU source: allowed here, refused by default
     with imported(root, tiny_llm, data_dir) as ag:
         dataset = ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()["train"]
         item = dataset[0]
