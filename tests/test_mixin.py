@@ -322,3 +322,67 @@ def test_fork_uses_the_agent_path(tmp_path, samples, env, tiny_llm, data_dir):
         dataset.mer_factory_output = str(samples / "mer_factory")
         sample_data = dataset.read_frame_face_audio_text(None, None, None, None, sample_name="sample_00002")
         assert isinstance(sample_data["au"], dict) and sample_data["au_preextracted"] is False
+
+
+# ---- feature width, frozen branch and checkpoints through the patched model
+
+
+@pytest.fixture(scope="module")
+def wide_clip(tmp_path_factory):
+    """The tiny CLIP at ViT-L/14's width (768)."""
+    from affectgpt_patch.tiny_clip import build_tiny_clip
+
+    return build_tiny_clip(tmp_path_factory.mktemp("clip768") / "tiny_clip_768.pt", embed_dim=768)
+
+
+def test_768_d_clip_features_train(tmp_path, samples, env, tiny_llm, data_dir, wide_clip):
+    root, cfg = patched(tmp_path, openface_dir=str(samples / "openface"))
+    ds_cfg = cfg.datasets.mercaptionplus
+    for key, value in env.items():
+        ds_cfg[key] = value
+    ds_cfg.au_clip_model = str(wide_clip)
+    assert cfg.model.au_feature_dim == 512  # the generated config's default: ViT-B/32
+    with imported(root, tiny_llm, data_dir) as ag:
+        builder = ag.registry.get_builder_class("mercaptionplus")
+        with pytest.raises(AUAgentError, match="gives 768-d features, the model's au_feature_dim is 512: set "
+                                               "model.au_feature_dim to 768"):
+            builder(ds_cfg, cfg.model).build_datasets()
+        cfg.model.au_feature_dim = 768
+        dataset = builder(ds_cfg, cfg.model).build_datasets()["train"]
+        batch = dataset.collater([dataset[i] for i in range(len(NAMES))])
+        assert batch["aus"].shape == (3, 8, 768)
+        model = ag.registry.get_model_class("affectgpt").from_config(cfg.model)
+        loss = model(batch)["loss"]
+        loss.backward()
+        assert torch.isfinite(loss) and model.au_branch.au_llama_proj.weight.grad.abs().sum() > 0
+
+
+def _saved_like_affectgpt(model):
+    """RunnerBase._save_checkpoint keeps only the parameters that require grad (and the buffers)."""
+    trainable = {k: p.requires_grad for k, p in model.named_parameters()}
+    return {k: v for k, v in model.state_dict().items() if trainable.get(k, True)}
+
+
+def test_frozen_branch_and_checkpoints_of_other_au_configs(tmp_path, tiny_llm, data_dir):
+    root, cfg = patched(tmp_path)
+    with imported(root, tiny_llm, data_dir) as ag:
+        build = ag.registry.get_model_class("affectgpt").from_config
+        cfg.model.frozen_au_proj = True
+        torch.manual_seed(1)
+        trained = build(cfg.model)
+        torch.save({"model": _saved_like_affectgpt(trained)}, tmp_path / "frozen.pth")
+        cfg.model.ckpt = str(tmp_path / "frozen.pth")
+        torch.manual_seed(2)
+        inference = build(cfg.model)  # the checkpoint has no AU keys: the branch is rebuilt from au_init_seed
+        for key, value in trained.au_branch.state_dict().items():
+            assert torch.equal(inference.au_branch.state_dict()[key], value), key
+
+        cfg.model.frozen_au_proj, cfg.model.ckpt, cfg.model.num_au_query_token = False, "", 3
+        torch.save({"model": _saved_like_affectgpt(build(cfg.model))}, tmp_path / "three_tokens.pth")
+        cfg.model.ckpt, cfg.model.num_au_query_token = str(tmp_path / "three_tokens.pth"), 1
+        with pytest.raises(ValueError, match=r"au_branch.au_attention_mlp.weight has shape \[3, 512\], this "
+                                             r"model's is \[1, 512\].*num_au_query_token"):
+            build(cfg.model)
+        cfg.model.au_fusion_type = "mean"
+        with pytest.raises(ValueError, match="trained with au_fusion_type: attention"):
+            build(cfg.model)
