@@ -5,7 +5,7 @@ function; user errors (:class:`data_prep.AUAgentError`) become one line on stder
     au-agent train            stage 2  render a recipe, run llamafactory-cli, agent card (llamafactory_configs.train)
     au-agent test-agent       stage 2  print descriptions for FACS test cases           (affectgpt_patch.agent)
     au-agent describe         stage 3  OpenFace CSVs → one description per frame         (affectgpt_patch.describe)
-    au-agent precompute       stage 3  OpenFace CSVs → AU features [T, 512] per video    (affectgpt_patch.precompute)
+    au-agent precompute       stage 3  OpenFace CSVs → AU features [T, D] per video      (affectgpt_patch.precompute)
     au-agent eval             stage 3  BLEU / ROUGE-L / AU fidelity report               (affectgpt_patch.evaluate)
     au-agent patch-affectgpt  stage 3  add the AU modality to an AffectGPT checkout      (affectgpt_patch.patcher)
 """
@@ -159,7 +159,7 @@ def settings_from_args(a: argparse.Namespace):
     return FeatureSettings(frames=a.frames, sampling=a.sampling, min_confidence=a.min_confidence)
 
 
-@subcommand("precompute", "OpenFace CSVs → AU features {name}.npy [T, 512] + {name}.json, resumable")
+@subcommand("precompute", "OpenFace CSVs → AU features {name}.npy [T, D] + {name}.json, resumable")
 def _precompute(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--openface-dir", type=Path, required=True, help="folder of OpenFace {name}.csv files")
     p.add_argument("--out", type=Path, required=True, help="feature folder (resumed when it has finished videos)")
