@@ -194,7 +194,13 @@ class AUSourceMixin:
         return self.au_source.features
 
     def _check_au_settings(self) -> None:
-        self.au_source.check(_sample_names(self))
+        if self._owns_au_sources():
+            self.au_source.check(_sample_names(self))
+
+    def _owns_au_sources(self) -> bool:
+        """Whether AU features come from the feature source: in the AU fork only its agent branch does
+        (``use_au_agent``); its own pre-extracted / JSON sources are its own business."""
+        return bool(self.use_au_agent)
 
     # ---- the seed guide's methods
 
@@ -238,6 +244,9 @@ for _key, _default in SETTINGS.items():  # class-level defaults: what a dataset 
 
 class AUDatasetMixin(AUSourceMixin):
     """The whole AU modality for an upstream ``BaseDataset`` (see the module docstring)."""
+
+    def _owns_au_sources(self) -> bool:
+        return True
 
     def get_needed_data(self, face_or_frame):
         if not is_au_mode(face_or_frame):

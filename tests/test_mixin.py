@@ -169,6 +169,26 @@ def test_config_errors_fail_loudly_at_build(tmp_path, samples, env, tiny_llm, da
             builder.build_datasets()
 
 
+def test_precomputed_features_made_another_way_fail_the_build(tmp_path, samples, env, tiny_llm, data_dir):
+    agent = create_au_agent(backend="rules", cache_dir=env["au_agent_cache_dir"])
+    encoder = load_clip_text_encoder(env["au_clip_model"])
+    for name in NAMES:
+        track = read_openface_csv(samples / "openface" / f"{name}.csv")
+        save_video_features(tmp_path / "features", compute_video_features(track, agent, encoder,
+                                                                          FeatureSettings(frames=4)))
+    root, cfg = patched(tmp_path, precomputed_dir=str(tmp_path / "features"))
+    ds_cfg = cfg.datasets.mercaptionplus
+    for key, value in env.items():
+        ds_cfg[key] = value
+    with imported(root, tiny_llm, data_dir) as ag:
+        with pytest.raises(AUAgentError, match=r"features: precomputed AU features do not match the config: "
+                                               r"T 4 \(config: 8\) in 3 of 3 files"):
+            ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()
+        ds_cfg.au_frames = 4  # the config says what the files hold: they are used as they are
+        dataset = ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()["train"]
+        assert dataset[0]["au"].shape == (4, 512)
+
+
 def test_non_au_modes_are_untouched(tmp_path, env, tiny_llm, data_dir):
     root, cfg = patched(tmp_path)
     ds_cfg = cfg.datasets.mercaptionplus
@@ -291,8 +311,11 @@ def test_a_missing_sample_is_not_replaced_during_training(tmp_path, samples, env
     ds_cfg = cfg.datasets.mercaptionplus
     for key, value in env.items():
         ds_cfg[key] = value
-    ds_cfg.au_max_missing = 0.5  # 1 of 3 samples has no AU source: allowed here, refused by default
     with imported(root, tiny_llm, data_dir) as ag:
+        with pytest.raises(AUAgentError, match=r"openface: 1 of 3 samples \(33.3%\) have no AU source "
+                                               r"\(au_max_missing: 0.05\), e.g. sample_00000"):
+            ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()
+        ds_cfg.au_max_missing = 0.5  # allowed here
         dataset = ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()["train"]
         item = dataset[0]
         assert "hello there" in dataset.tokenizer.decode(item["text_input"])
