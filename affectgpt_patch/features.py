@@ -3,10 +3,14 @@ evaluation and the AffectGPT dataset mixin.
 
     OpenFace CSV ─ read_openface_csv ─► track ─ plan_video (frames.select_frames) ─► T frames + mask
         ─ contract.format_input ─► input strings ─ agent.describe_inputs ─► descriptions
-        ─ encoder.encode (CLIP, L2-normalised) ─► float16-rounded [T, 512] + mask ─► VideoFeatures
+        ─ encoder.encode (CLIP, L2-normalised) ─► float16-rounded [T, D] + mask ─► VideoFeatures
 
 Features are rounded through float16 in every path, because that is what ``{name}.npy`` stores: a feature
-read from a precomputed file and one computed on the fly are bit-identical.
+read from a precomputed file and one computed on the fly are bit-identical. D is the CLIP model's width.
+
+:class:`FeatureSource` is the one place that decides where a training sample's feature comes from (a
+precomputed file, OpenFace → agent → CLIP, or MER-Factory's descriptions → CLIP), what shape it has, and which
+configurations are refused before training starts (:func:`meta_mismatches` is the one check of a record).
 """
 from __future__ import annotations
 
@@ -210,6 +214,20 @@ def meta_mismatches(meta: Mapping[str, Any], settings: FeatureSettings, agent_fi
     return problems
 
 
+def checked_precomputed(folder: os.PathLike, name: str, settings: FeatureSettings,
+                        agent_fingerprint: Optional[str] = None, clip_fingerprint: Optional[str] = None,
+                        dim: Optional[int] = None) -> Optional[VideoFeatures]:
+    """:func:`load_precomputed`, refusing a file made another way than the caller would make it now."""
+    vf = load_precomputed(folder, name)
+    if vf is not None:
+        problems = meta_mismatches({**vf.meta, "shape": list(vf.features.shape)}, settings, agent_fingerprint,
+                                   clip_fingerprint, dim)
+        if problems:
+            raise AUAgentError(f"precomputed with other settings: {'; '.join(problems)}",
+                               Path(folder) / f"{name}.json")
+    return vf
+
+
 def video_features(name: str, *, precomputed_dir: Optional[os.PathLike] = None,
                    openface_dir: Optional[os.PathLike] = None, agent: Any = None, encoder: Any = None,
                    settings: FeatureSettings = FeatureSettings()) -> VideoFeatures:
@@ -217,14 +235,10 @@ def video_features(name: str, *, precomputed_dir: Optional[os.PathLike] = None,
     exactly as ``au-agent precompute`` would. A precomputed file made another way (settings, contract, agent or
     CLIP) is an error, never silently replaced or used."""
     if precomputed_dir is not None:
-        vf = load_precomputed(precomputed_dir, name)
+        vf = checked_precomputed(precomputed_dir, name, settings, getattr(agent, "fingerprint", None),
+                                 getattr(encoder, "fingerprint", None),
+                                 getattr(encoder, "dim", None) if encoder is not None else None)
         if vf is not None:
-            problems = meta_mismatches({**vf.meta, "shape": list(vf.features.shape)}, settings,
-                                       getattr(agent, "fingerprint", None), getattr(encoder, "fingerprint", None),
-                                       getattr(encoder, "dim", None) if encoder is not None else None)
-            if problems:
-                raise AUAgentError(f"precomputed with other settings: {'; '.join(problems)}",
-                                   Path(precomputed_dir) / f"{name}.json")
             return vf
     if openface_dir is None or agent is None or encoder is None:
         where = Path(precomputed_dir) / f"{name}.npy" if precomputed_dir else name
@@ -400,8 +414,8 @@ class FeatureSource:
         for key in given:
             if not os.path.isdir(getattr(s, key)):
                 raise AUAgentError(f"{key}: folder not found", getattr(s, key))
-        if self.openface_dir:
-            self.agent  # checks the agent settings (adapter folder, base model) without loading the model
+        if self.openface_dir:  # building the agent's config checks its settings (adapter, base model), no model
+            log.debug("AU Agent fingerprint %s", self.agent.fingerprint)
         if self._computes() and s.au_feature_dim and self.clip.dim != int(s.au_feature_dim):
             raise AUAgentError(f"au_clip_model {s.au_clip_model} gives {self.clip.dim}-d features, the model's "
                                f"au_feature_dim is {s.au_feature_dim}: set model.au_feature_dim to "
@@ -447,9 +461,10 @@ class FeatureSource:
         allowed = float(self.settings.au_max_missing)
         if len(missing) > allowed * len(names):
             folders = [f for f in (self.precomputed_dir, self.openface_dir, self.mer_factory_output) if f]
+            also = f"; also searched {', '.join(folders[1:])}" if len(folders) > 1 else ""
             raise AUAgentError(f"{len(missing)} of {len(names)} samples ({len(missing) / len(names):.1%}) have no AU "
-                               f"source (au_max_missing: {allowed:g}), e.g. {', '.join(missing[:3])}; also searched "
-                               f"{', '.join(folders[1:]) or 'nothing else'}", folders[0])
+                               f"source (au_max_missing: {allowed:g}), e.g. {', '.join(missing[:3])}{also}",
+                               folders[0])
         if missing:
             log.warning("%d of %d samples have no AU source (e.g. %s); they get a masked zero AU feature",
                         len(missing), len(names), ", ".join(missing[:3]))
@@ -486,14 +501,10 @@ class FeatureSource:
     def from_agent(self, name: str) -> Optional[VideoFeatures]:
         """Precomputed features if present, else OpenFace CSV → AU Agent → CLIP (as ``au-agent precompute``)."""
         if self.precomputed_dir:
-            vf = load_precomputed(self.precomputed_dir, name)
+            vf = checked_precomputed(self.precomputed_dir, name, self.features,
+                                     self.agent.fingerprint if self.openface_dir else None, self.clip.fingerprint,
+                                     self.dim)
             if vf is not None:
-                problems = meta_mismatches({**vf.meta, "shape": list(vf.features.shape)}, self.features,
-                                           self.agent.fingerprint if self.openface_dir else None,
-                                           self.clip.fingerprint, self.dim)
-                if problems:
-                    raise AUAgentError(f"precomputed with other settings: {'; '.join(problems)}",
-                                       Path(self.precomputed_dir) / f"{name}.json")
                 return vf
         csv = os.path.join(self.openface_dir, f"{name}.csv") if self.openface_dir else None
         if csv is None or not os.path.isfile(csv):

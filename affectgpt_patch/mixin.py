@@ -182,16 +182,13 @@ class AUSourceMixin:
         """The feature source for the current settings (attributes set by hand count: rebuilt when they change)."""
         settings = SourceSettings(**{f.name: getattr(self, f.name) for f in fields(SourceSettings)})
         frames = getattr(self, "n_frms", None) or DEFAULT_FRAMES
-        key = (settings, frames, repr(sorted(self._agent_settings().items())), getattr(self, "dataset", None))
+        agent_settings = self._agent_settings()
+        key = (settings, frames, repr(sorted(agent_settings.items())), getattr(self, "dataset", None))
         cached = self.__dict__.get("_au_source")
         if cached is None or cached[0] != key:
-            source = FeatureSource(settings, frames, self._agent_settings(), getattr(self, "dataset", None))
+            source = FeatureSource(settings, frames, agent_settings, getattr(self, "dataset", None))
             self.__dict__["_au_source"] = cached = (key, source)
         return cached[1]
-
-    def _au_settings(self):
-        """The frame settings features are made with (T, sampling, min_confidence)."""
-        return self.au_source.features
 
     def _check_au_settings(self) -> None:
         if self._owns_au_sources():
@@ -207,9 +204,6 @@ class AUSourceMixin:
     def _load_clip_for_au(self):
         """The CLIP text encoder (``.encode(texts)`` → L2-normalised [N, D]); loaded once per process."""
         return self.au_source.clip.encoder()
-
-    def _au_agent(self):
-        return self.au_source.agent
 
     def _extract_au_features_realtime(self, video_name: str):
         """``VideoFeatures`` (``.features`` [T, D], ``.mask`` [T]) of one video, or None without a source."""

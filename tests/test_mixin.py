@@ -263,9 +263,9 @@ def test_precomputed_features_never_load_the_agent(tmp_path, samples, env, tiny_
         dataset = _inference_dataset(ag, cfg)
         vf = dataset._extract_au_features_realtime("sample_00005")
         np.testing.assert_array_equal(vf.features, written.features)
-        assert dataset._au_agent()._agent is None  # the file was enough: no model loaded
+        assert dataset.au_source.agent._agent is None  # the file was enough: no model loaded
         dataset._extract_au_features_realtime("sample_00000")  # no file: computed, so now the agent loads
-        assert dataset._au_agent()._agent is not None
+        assert dataset.au_source.agent._agent is not None
 
 
 def test_mer_factory_descriptions(tmp_path, samples, env, tiny_llm, data_dir):
