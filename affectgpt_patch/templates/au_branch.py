@@ -64,11 +64,13 @@ class AUProjector(nn.Module):
         self.num_tokens = int(num_tokens)
         self.fusion_type = fusion_type
         self.feature_dim = int(feature_dim)
-        with torch.random.fork_rng(devices=[]):  # the global CPU RNG is restored on exit
-            torch.manual_seed(int(seed))
-            self.au_attention_mlp = nn.Linear(self.feature_dim, self.num_tokens, bias=False) \
+        # Built on the CPU from the seed alone; fork_rng restores the global CPU RNG on exit, and seeding only
+        # the CPU generator leaves the CUDA ones alone.
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(int(seed))
+            self.au_attention_mlp = nn.Linear(self.feature_dim, self.num_tokens, bias=False, device="cpu") \
                 if fusion_type == "attention" else None
-            self.au_llama_proj = nn.Linear(self.feature_dim, llm_hidden_size)
+            self.au_llama_proj = nn.Linear(self.feature_dim, llm_hidden_size, device="cpu")
         for param in self.parameters():
             param.requires_grad = not frozen
 
@@ -109,7 +111,7 @@ def _config_key(name: str, axis: int) -> str:
     """The config key that decides one axis of one of the branch's weights."""
     if name.startswith("au_attention_mlp"):
         return "num_au_query_token" if axis == 0 else "au_feature_dim"
-    return "the LLM (llama_model)" if axis == 0 else "au_feature_dim"
+    return "LLM hidden size (llama_model)" if axis == 0 else "au_feature_dim"
 
 
 def check_checkpoint(branch: AUProjector, saved: Dict[str, Any], prefix: str = "au_branch.") -> None:
@@ -120,10 +122,10 @@ def check_checkpoint(branch: AUProjector, saved: Dict[str, Any], prefix: str = "
     own = dict(branch.state_dict())
     for name, value in saved.items():
         if name not in own:
-            hint = ("the checkpoint was trained with au_fusion_type: attention"
+            hint = ("the checkpoint was trained with au_fusion_type: attention; set model.au_fusion_type to match"
                     if name.startswith("au_attention_mlp") else "it is not part of this AU branch")
             raise ValueError(f"checkpoint key {prefix}{name} {list(value.shape)} does not fit this model's AU branch "
-                             f"(au_fusion_type: {branch.fusion_type}): {hint}; set model.au_fusion_type to match")
+                             f"(au_fusion_type: {branch.fusion_type}): {hint}")
         if tuple(value.shape) != tuple(own[name].shape):
             axis = next(i for i, (a, b) in enumerate(zip(value.shape, own[name].shape)) if a != b) \
                 if len(value.shape) == len(own[name].shape) else 0
@@ -132,12 +134,11 @@ def check_checkpoint(branch: AUProjector, saved: Dict[str, Any], prefix: str = "
                              f"the config's ({value.shape[axis]} vs {own[name].shape[axis]})")
     absent = [name for name in own if name not in saved]
     if absent:
-        hint = ("the checkpoint was trained with au_fusion_type: mean" if any(n.startswith("au_attention_mlp")
-                                                                          for n in absent) else "")
+        hint = ("the checkpoint was trained with au_fusion_type: mean; set model.au_fusion_type to match"
+                if any(n.startswith("au_attention_mlp") for n in absent) else "the checkpoint is incomplete")
         raise ValueError(f"checkpoint has an AU branch without {', '.join(prefix + n for n in absent)} "
                          f"(this model: au_fusion_type {branch.fusion_type}, shapes "
-                         f"{[list(own[n].shape) for n in absent]}); {hint or 'it is incomplete'}; "
-                         f"set model.au_fusion_type to match")
+                         f"{[list(own[n].shape) for n in absent]}): {hint}")
 
 
 class AUBranchMixin:
