@@ -65,7 +65,8 @@ def select_frames(frames: np.ndarray, valid: np.ndarray, n: int, mode: str = "un
     """Choose T frame numbers among ``frames`` (OpenFace numbers with their validity).
 
     ``total_frames`` is the clip length when it may differ from the largest frame number (the video's length
-    when a chosen face leaves early, or when only described frames are listed); ``intensity`` (summed AU intensity per frame) is needed for peaks.
+    when a chosen face leaves early, or when only described frames are listed); ``intensity`` (summed AU
+    intensity per frame) is needed for peaks.
     """
     if mode not in SAMPLING_MODES:
         raise AUAgentError(f"unknown frame sampling {mode!r}; choose one of {', '.join(SAMPLING_MODES)}")

@@ -1,7 +1,8 @@
 """``au-agent precompute``: AU features for a whole corpus, once, so training reads them at disk speed.
 
-For every ``{openface_dir}/{name}.csv`` it writes ``{out}/{name}.npy`` (float16 [T, D], D the CLIP model's width) and ``{name}.json``
-(frames, input strings, descriptions, mask, agent and CLIP fingerprints), and rebuilds ``manifest.jsonl``.
+For every ``{openface_dir}/{name}.csv`` it writes ``{out}/{name}.npy`` (float16 [T, D], D the CLIP model's
+width) and ``{name}.json`` (frames, input strings, descriptions, mask, agent and CLIP fingerprints), and
+rebuilds ``manifest.jsonl``.
 
 Work is batched across videos: a chunk of videos is planned, its distinct AU inputs are described in large
 batches, its distinct descriptions encoded in large batches, then each video is assembled and written. The

@@ -152,7 +152,7 @@ def _header(title: str, base: str, extra: str = "") -> str:
             f"#   au_max_missing       largest fraction of samples without AU features (default "
             f"{SourceSettings.au_max_missing}; more is an error)\n"
             "#   model.num_au_query_token / au_fusion_type (mean|attention) / frozen_au_proj: the AU branch\n"
-            "#   model.au_feature_dim (the CLIP width) / au_init_seed (initial AU weights; a frozen branch is not saved)\n"
+            "#   model.au_feature_dim (the CLIP width) / au_init_seed (the AU branch's initial weights)\n"
             + extra + "\n")
 
 
