@@ -55,10 +55,10 @@ PASS, FAIL, SKIP = "pass", "fail", "skipped"
 #: Cosine similarity every compared feature row must reach (after L2 normalisation).
 COSINE_MIN = 0.999
 #: The mid-size random Qwen2 (≈ 90 M parameters with the tiny tokenizer): real GEMM and attention shapes.
-#: Qwen2's own initialisation scale, so logits are as flat as an untrained LLM's: near-ties are common and a
-#: kernel that rounds differently shows up.
+#: Its initialisation is small enough that logits are flat (near-ties are common, so a kernel that rounds
+#: differently shows up) and large enough that the text depends on the input (at Qwen2's 0.02 it does not).
 MID_SHAPE: Dict[str, Any] = {"hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers": 8,
-                             "num_attention_heads": 16, "num_key_value_heads": 2, "initializer_range": 0.02}
+                             "num_attention_heads": 16, "num_key_value_heads": 2, "initializer_range": 0.05}
 #: Settings tried in turn until the batch sizes agree (``None``: the largest batch size).
 INVARIANCE_SETTINGS: Tuple[Tuple[str, Dict[str, Any]], ...] = (
     ("default", {}),
@@ -94,6 +94,7 @@ class GpuCheckOptions:
     train_overrides: Tuple[str, ...] = TRAIN_OVERRIDES
     batch_sizes: Tuple[int, ...] = (1, 7, 32, 128)
     inputs: int = 160  # distinct non-neutral AU inputs described per batch size
+    cpu_inputs: int = 64  # of those, described again on the CPU in fp32 for the comparison
     max_new_tokens: int = 24
     train_steps: int = 10
     videos: int = 20  # synthetic OpenFace corpus the inputs come from
@@ -207,7 +208,8 @@ def batch_invariance_row(sweeps: Sequence[Sweep], label: str) -> Row:
     name = f"hf batch invariance ({label})"
     tried = {s.setting: s.mismatches() for s in sweeps}
     sizes = list(sweeps[0].texts)
-    numbers: Dict[str, Any] = {"batch_sizes": sizes, "inputs": len(sweeps[0].texts[sizes[0]]),
+    first = sweeps[0].texts[sizes[0]]
+    numbers: Dict[str, Any] = {"batch_sizes": sizes, "inputs": len(first), "distinct_descriptions": len(set(first)),
                                "mismatches_by_setting": tried}
     held = next((s for s in sweeps if s.invariant), None)
     if held is None:
@@ -215,7 +217,8 @@ def batch_invariance_row(sweeps: Sequence[Sweep], label: str) -> Row:
                    + "; ".join(f"{k}: {v}" for k, v in tried.items()), numbers)
     numbers["setting_needed"] = held.setting
     numbers["options_needed"] = held.options
-    detail = f"identical for batch sizes {', '.join(map(str, sizes))} ({numbers['inputs']} inputs)"
+    detail = (f"identical for batch sizes {', '.join(map(str, sizes))} ({numbers['inputs']} inputs, "
+              f"{numbers['distinct_descriptions']} distinct descriptions)")
     if held is not sweeps[0]:
         base, top = sweeps[0], max(sizes)
         numbers["speed_cost"] = {bs: held.rate(bs) / base.rate(bs) for bs in sizes}
@@ -331,10 +334,11 @@ def run_precompute(openface_dir: Path, root: Path, tiny_qwen2: Path, clip_path: 
 
 
 def precompute_row(reference: Path, other: Path, label: str) -> Row:
-    """Features of two precompute outputs, frame by frame where both made the same description."""
+    """Features of two precompute outputs (``reference`` from the CPU in fp32, ``other`` as ``label`` says),
+    frame by frame where both made the same description."""
     from affectgpt_patch.features import load_precomputed
 
-    name = f"precompute {label} = CPU"
+    name = f"precompute {label} = CPU fp32"
     names = sorted(p.stem for p in Path(reference).glob("*.npy"))
     a_rows, b_rows, frames, differ = [], [], 0, 0
     for video in names:
@@ -356,7 +360,7 @@ def precompute_row(reference: Path, other: Path, label: str) -> Row:
     stats = compare_features(np.stack(a_rows), np.stack(b_rows))
     numbers.update(stats)
     detail = (f"{stats['rows']} frames with equal descriptions: min cosine {stats['min_cosine']:.6f}, max |diff| "
-              f"{stats['max_abs_diff']:.2e}; {differ} of {frames} descriptions differ (bf16 agent, reported)")
+              f"{stats['max_abs_diff']:.2e}; {differ} of {frames} descriptions differ ({label} agent, reported)")
     return Row(name, PASS if features_close(stats) else FAIL, detail, numbers)
 
 
@@ -419,9 +423,10 @@ def au_branch_row(device: str, dtypes: Sequence[str] = ("bfloat16", "float16"), 
             with torch.autocast(device_type=device_type, dtype=getattr(torch, dtype_name)):
                 pooled, tokens = branch(aus, mask)
                 loss = tokens.float().pow(2).mean()
-            loss.backward()
+            if loss.requires_grad:  # a frozen branch has nothing to differentiate
+                loss.backward()
             grads = {n: p.grad for n, p in branch.named_parameters()}
-            numbers[case] = {"tokens_dtype": str(tokens.dtype).replace("torch.", ""), "loss": float(loss),
+            numbers[case] = {"tokens_dtype": str(tokens.dtype).replace("torch.", ""), "loss": loss.item(),
                              "grad_norms": {n: None if g is None else float(g.float().norm()) for n, g in grads.items()}}
             if not (torch.isfinite(tokens).all() and torch.isfinite(pooled).all() and torch.isfinite(loss)):
                 problems.append(f"{case}: non-finite output")
@@ -504,13 +509,17 @@ def write_report(path: Path, rows: Sequence[Row], environment: Dict[str, Any], s
 
 
 def guarded(name: str, fn: Callable[..., Row], *args: Any, **kwargs: Any) -> Row:
-    """Run one row; an exception fails that row only (its first line becomes the detail)."""
-    try:
-        return fn(*args, **kwargs)
-    except Exception as e:  # noqa: BLE001 - any failure of a checked path is that row's result
-        log.exception("%s raised", name)
-        first = next((line for line in str(e).splitlines() if line.strip()), "")
-        return Row(name, FAIL, f"{type(e).__name__}: {first[:300]}")
+    """Run one row and time it; an exception fails that row only (its first line becomes the detail)."""
+    log.info("gpu-check: %s", name)
+    with Stopwatch() as sw:
+        try:
+            row = fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - any failure of a checked path is that row's result
+            log.exception("%s raised", name)
+            first = next((line for line in str(e).splitlines() if line.strip()), "")
+            row = Row(name, FAIL, f"{type(e).__name__}: {first[:300]}")
+    row.numbers.setdefault("seconds", round(sw.seconds, 2))
+    return row
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -572,6 +581,7 @@ def run_checks(opts: GpuCheckOptions) -> List[Row]:
 
     device = opts.device
     label = f"{opts.dtype} on {device}".replace("bfloat16", "bf16").replace("float16", "fp16")
+    mid = f"{label}, mid-size"
     models = build_models(opts)
     inputs = corpus_inputs(opts, models.mid, opts.videos, opts.frames, opts.inputs)
     if len(inputs) < max(opts.batch_sizes):
@@ -582,17 +592,19 @@ def run_checks(opts: GpuCheckOptions) -> List[Row]:
 
     def invariance() -> Row:
         sweeps.extend(invariance_sweeps(models.mid, inputs, opts, device, opts.dtype))
-        return batch_invariance_row(sweeps, f"{label}, mid-size")
+        return batch_invariance_row(sweeps, mid)
 
-    rows.append(guarded(f"hf batch invariance ({label})", invariance))
+    rows.append(guarded(f"hf batch invariance ({mid})", invariance))
 
     def cpu_vs_device() -> Row:
         if not sweeps:
-            return Row(f"CPU fp32 vs {label}", SKIP, "skipped: the batch-invariance run failed")
-        cpu = run_sweep(models.mid, inputs, opts, "cpu", "float32", batch_sizes=(32,))
-        return cpu_vs_device_row(cpu.texts[32], sweeps[0].texts[sweeps[0].runs[-1]["batch_size"]], label)
+            return Row(f"CPU fp32 vs {mid}", SKIP, "skipped: the batch-invariance run failed")
+        subset = inputs[:opts.cpu_inputs]
+        cpu = run_sweep(models.mid, subset, opts, "cpu", "float32", batch_sizes=(32,))
+        on_device = dict(zip(inputs, sweeps[0].texts[sweeps[0].runs[-1]["batch_size"]]))
+        return cpu_vs_device_row(cpu.texts[32], [on_device[s] for s in subset], mid)
 
-    rows.append(guarded(f"CPU fp32 vs {label}", cpu_vs_device))
+    rows.append(guarded(f"CPU fp32 vs {mid}", cpu_vs_device))
     trained: List[Optional[Path]] = [None]
 
     def training() -> Row:
@@ -601,38 +613,39 @@ def run_checks(opts: GpuCheckOptions) -> List[Row]:
         return row
 
     rows.append(guarded("LoRA training (LLaMA-Factory)", training))
-    clip_texts = sorted({t for t in tiny_texts(models.dataset) if t})[:256]
+    clip_texts = sorted({t for t in dataset_descriptions(models.dataset) if t})[:256]
     rows.append(guarded("CLIP text features", clip_row, models.clip, clip_texts, device))
 
     runs: Dict[str, PrecomputeRun] = {}
 
     def precompute_equal() -> Row:
         openface = build_corpus(opts.out, opts.precompute_videos, 90, opts.seed, opts.regenerate)
-        for dev, dtype in (("cpu", "float32"), (device, "auto")):
-            runs[dev] = run_precompute(openface, opts.out / "precompute" / dev, models.tiny, models.clip, dev, dtype,
-                                       opts.max_new_tokens)
-        return precompute_row(runs["cpu"].features, runs[device].features, label)
+        runs["cpu"] = run_precompute(openface, opts.out / "precompute" / "cpu_fp32", models.tiny, models.clip,
+                                     "cpu", "float32", opts.max_new_tokens)
+        runs["device"] = run_precompute(openface, opts.out / "precompute" / "device", models.tiny, models.clip,
+                                        device, opts.dtype, opts.max_new_tokens)
+        return precompute_row(runs["cpu"].features, runs["device"].features, label)
 
-    rows.append(guarded(f"precompute {label} = CPU", precompute_equal))
+    rows.append(guarded(f"precompute {label} = CPU fp32", precompute_equal))
     if len(runs) == 2:
-        pair = [runs["cpu"], runs[device]]
+        pair = (runs["cpu"], runs["device"])
         rows.append(guarded("cache fingerprint vs dtype", fingerprint_row, [r.agent for r in pair],
                             [r.encoder for r in pair]))
     else:
         rows.append(Row("cache fingerprint vs dtype", SKIP, "skipped: the precompute runs failed"))
     rows.append(guarded("AU branch autocast", au_branch_row, device))
     if sweeps:
-        rows.append(guarded(f"hf throughput ({label})", throughput_row, sweeps, f"{label}, mid-size"))
+        rows.append(guarded(f"hf throughput ({mid})", throughput_row, sweeps, mid))
     else:
-        rows.append(Row(f"hf throughput ({label})", SKIP, "skipped: the batch-invariance run failed"))
+        rows.append(Row(f"hf throughput ({mid})", SKIP, "skipped: the batch-invariance run failed"))
     hf_texts = sweeps[0].texts[max(opts.batch_sizes)] if sweeps else None
     rows.append(guarded("vLLM backend", vllm_row, models.mid, inputs, opts, hf_texts))
     rows.append(guarded("QLoRA 4-bit load", qlora_row, models.tiny, trained[0], probe, opts.max_new_tokens))
     return rows
 
 
-def tiny_texts(dataset: Path) -> List[str]:
-    """The teacher descriptions of the dataset: realistic CLIP inputs."""
+def dataset_descriptions(dataset: Path) -> List[str]:
+    """The teacher descriptions of the training split: realistic CLIP inputs."""
     return [r["output"] for r in json.loads((dataset / "train.json").read_text(encoding="utf-8"))]
 
 
