@@ -93,12 +93,12 @@ class GpuCheckOptions:
     mid_shape: Dict[str, Any] = field(default_factory=lambda: dict(MID_SHAPE))
     train_overrides: Tuple[str, ...] = TRAIN_OVERRIDES
     batch_sizes: Tuple[int, ...] = (1, 7, 32, 128)
-    inputs: int = 160  # distinct non-neutral AU inputs described per batch size
+    inputs: int = 192  # distinct non-neutral AU inputs described per batch size (the largest batch + others)
     cpu_inputs: int = 64  # of those, described again on the CPU in fp32 for the comparison
     max_new_tokens: int = 24
     train_steps: int = 10
-    videos: int = 20  # synthetic OpenFace corpus the inputs come from
-    frames: int = 150
+    videos: int = 40  # synthetic OpenFace corpus the inputs come from (the one `make bench` uses)
+    frames: int = 300
     precompute_videos: int = 4
     seed: int = 0
     regenerate: bool = False
@@ -568,11 +568,29 @@ def build_models(opts: GpuCheckOptions) -> Models:
     return Models(models["tiny"], models["mid"], clip, dataset)
 
 
-def corpus_inputs(opts: GpuCheckOptions, model: Path, videos: int, frames: int, count: Optional[int]) -> List[str]:
+def corpus_inputs(opts: GpuCheckOptions, model: Path) -> List[str]:
+    """The distinct non-neutral inputs of the synthetic corpus (``make bench --gpu``'s), in a stable order."""
     from .bench_gpu import GpuBenchOptions, corpus_inputs as bench_inputs
 
-    return bench_inputs(GpuBenchOptions(out=opts.out, model=model, videos=videos, frames=frames,
-                                        descriptions=count, seed=opts.seed, regenerate=opts.regenerate))
+    return bench_inputs(GpuBenchOptions(out=opts.out, model=model, videos=opts.videos, frames=opts.frames,
+                                        descriptions=None, seed=opts.seed, regenerate=opts.regenerate))
+
+
+def pick_inputs(candidates: Sequence[str], tokenizer: Any, count: int, full_batch: int) -> List[str]:
+    """``count`` inputs whose first ``full_batch`` have one prompt length: the hf backend batches prompts of
+    equal length only, so this is what makes the largest batch size really run as one batch."""
+    from affectgpt_patch.agent.prompts import encode_prompt
+
+    by_length: Dict[int, List[str]] = {}
+    for s in candidates:
+        by_length.setdefault(len(encode_prompt(tokenizer, s)), []).append(s)
+    largest = max(by_length.values(), key=len)
+    if len(largest) < full_batch or len(candidates) < count or count < full_batch:
+        raise BenchError(f"need {count} distinct inputs, {full_batch} of one prompt length; the corpus has "
+                         f"{len(candidates)}, at most {len(largest)} of one length: raise --inputs or the corpus")
+    chosen = largest[:full_batch]
+    taken = set(chosen)
+    return chosen + [s for s in candidates if s not in taken][:count - full_batch]
 
 
 def run_checks(opts: GpuCheckOptions) -> List[Row]:
@@ -582,11 +600,12 @@ def run_checks(opts: GpuCheckOptions) -> List[Row]:
     device = opts.device
     label = f"{opts.dtype} on {device}".replace("bfloat16", "bf16").replace("float16", "fp16")
     mid = f"{label}, mid-size"
+    from transformers import AutoTokenizer
+
     models = build_models(opts)
-    inputs = corpus_inputs(opts, models.mid, opts.videos, opts.frames, opts.inputs)
-    if len(inputs) < max(opts.batch_sizes):
-        raise BenchError(f"only {len(inputs)} distinct inputs for batch size {max(opts.batch_sizes)}: raise --inputs")
-    probe = inputs[:8]
+    inputs = pick_inputs(corpus_inputs(opts, models.mid), AutoTokenizer.from_pretrained(str(models.mid)),
+                         opts.inputs, max(opts.batch_sizes))
+    probe = inputs[-8:]
     rows: List[Row] = []
     sweeps: List[Sweep] = []
 

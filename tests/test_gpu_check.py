@@ -217,3 +217,18 @@ def test_lora_training_row_on_cpu(tiny_qwen2, sample_dataset, tmp_path, quiet_tr
     assert (out / "checkpoint-best" / "adapter_config.json").is_file()
     recipe = (out / "au_agent_recipe.yaml").read_text()
     assert "lora_rank: 64" in recipe and "max_steps: 10" in recipe
+
+
+def test_inputs_fill_the_largest_batch_with_one_prompt_length(tiny_qwen2):
+    from transformers import AutoTokenizer
+
+    from affectgpt_patch.agent.prompts import encode_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_qwen2))
+    candidates = [contract.format_input({"AU01": a / 100, "AU12": b / 100}) for a in range(100, 130)
+                  for b in range(100, 104)] + INPUTS
+    picked = gc.pick_inputs(candidates, tokenizer, 40, 32)
+    assert len(picked) == len(set(picked)) == 40
+    assert len({len(encode_prompt(tokenizer, s)) for s in picked[:32]}) == 1
+    with pytest.raises(gc.BenchError, match="of one length"):
+        gc.pick_inputs(INPUTS, tokenizer, 20, 16)

@@ -50,9 +50,9 @@ CUBLAS_WORKSPACE = ":4096:8"
 @contextlib.contextmanager
 def deterministic_kernels() -> Iterator[None]:
     """Deterministic algorithms, no TF32 and no reduced-precision (bf16/fp16) reductions inside the block; the
-    previous settings are restored after it. Export ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` before Python starts
-    for the guarantee to cover cuBLAS (it is set here when missing, which covers a process that has not yet
-    run a CUDA matmul)."""
+    previous settings are restored after it. An op without a deterministic implementation warns instead of
+    stopping generation. Export ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` before Python starts for the guarantee to
+    cover cuBLAS (it is set here when missing, which covers a process that has not yet run a CUDA matmul)."""
     import torch
 
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
@@ -60,7 +60,7 @@ def deterministic_kernels() -> Iterator[None]:
     saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
              matmul.allow_tf32, matmul.allow_bf16_reduced_precision_reduction,
              matmul.allow_fp16_reduced_precision_reduction, cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark)
-    torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(True, warn_only=True)
     matmul.allow_tf32 = cudnn.allow_tf32 = False
     matmul.allow_bf16_reduced_precision_reduction = matmul.allow_fp16_reduced_precision_reduction = False
     cudnn.deterministic, cudnn.benchmark = True, False
