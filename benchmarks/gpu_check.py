@@ -257,7 +257,8 @@ def cpu_vs_device_row(cpu_texts: Sequence[str], device_texts: Sequence[str], lab
 
 
 def lora_training_row(base_model: Path, dataset: Path, out: Path, steps: int, device: str,
-                      overrides: Sequence[str] = TRAIN_OVERRIDES, probe: Sequence[str] = ()) -> Tuple[Row, Optional[Path]]:
+                      overrides: Sequence[str] = TRAIN_OVERRIDES,
+                      probe: Sequence[str] = ()) -> Tuple[Row, Optional[Path]]:
     """``au-agent train`` (LLaMA-Factory) with the bf16 recipe on ``base_model`` for ``steps`` steps; then the
     adapter is loaded by the runtime on ``device`` and describes ``probe``. Returns the row and the agent
     folder (``None`` when training failed)."""
@@ -427,7 +428,8 @@ def au_branch_row(device: str, dtypes: Sequence[str] = ("bfloat16", "float16"), 
                 loss.backward()
             grads = {n: p.grad for n, p in branch.named_parameters()}
             numbers[case] = {"tokens_dtype": str(tokens.dtype).replace("torch.", ""), "loss": loss.item(),
-                             "grad_norms": {n: None if g is None else float(g.float().norm()) for n, g in grads.items()}}
+                             "grad_norms": {n: None if g is None else float(g.float().norm())
+                                            for n, g in grads.items()}}
             if not (torch.isfinite(tokens).all() and torch.isfinite(pooled).all() and torch.isfinite(loss)):
                 problems.append(f"{case}: non-finite output")
             for n, g in grads.items():

@@ -1,7 +1,6 @@
 """``make gpu-check``: its verdicts, table, report and refusal, and the rows that also run on CPU (real tiny
 models, CPU fp32 / bf16 autocast standing in for CUDA). The CUDA run itself is ``python -m benchmarks.gpu_check``."""
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -165,12 +164,16 @@ def test_fixed_batch_rows_must_not_be_negative(tiny_qwen2):
 def test_deterministic_kernels_restore_the_previous_settings():
     import torch
 
-    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction)
+    matmul = torch.backends.cuda.matmul
+
+    def settings():
+        return (torch.are_deterministic_algorithms_enabled(), matmul.allow_bf16_reduced_precision_reduction,
+                matmul.allow_tf32)
+
+    before = settings()
     with deterministic_kernels():
-        assert torch.are_deterministic_algorithms_enabled()
-        assert not torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction
-    assert (torch.are_deterministic_algorithms_enabled(),
-            torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction) == before
+        assert settings() == (True, False, False)
+    assert settings() == before
 
 
 def test_clip_row_on_cpu(tiny_clip):
@@ -208,7 +211,7 @@ def test_au_branch_row_under_cpu_autocast(monkeypatch):
     assert frozen.status == gc.FAIL and "au_llama_proj.weight gets no gradient" in frozen.detail
 
 
-@pytest.mark.slow  # a real llamafactory-cli run: ≈ 20 s on 2 cores
+@pytest.mark.slow  # a real llamafactory-cli run (tens of seconds on 2 cores)
 def test_lora_training_row_on_cpu(tiny_qwen2, sample_dataset, tmp_path, quiet_transformers):
     row, out = gc.lora_training_row(tiny_qwen2, sample_dataset, tmp_path / "agent", 10, "cpu",
                                     gc.TRAIN_OVERRIDES + ("bf16=false",), probe=INPUTS[:3])
