@@ -156,9 +156,26 @@ def test_hf_batch_invariance_and_the_fixed_shape_setting_on_cpu(tiny_qwen2, tmp_
     assert gc.throughput_row(sweeps, "fp32 on cpu").numbers["peak_gpu_memory_gb"] is None
 
 
-def test_fixed_batch_rows_must_not_be_negative(tiny_qwen2):
+def test_batch_invariance_settings_come_from_affectgpt_configs_too(tiny_qwen2):
+    from affectgpt_patch.agent import agent_config
+
+    config = agent_config({"au_agent_base_model": str(tiny_qwen2), "au_agent_deterministic": True,
+                           "au_agent_fixed_batch_rows": 128})
+    assert (config.deterministic, config.fixed_batch_rows) == (True, 128)
     with pytest.raises(AUAgentError, match="fixed_batch_rows"):
         create_au_agent(backend="hf", base_model=str(tiny_qwen2), fixed_batch_rows=-1)
+
+
+def test_environment_lists_the_packages_that_decide_the_optional_rows(monkeypatch):
+    import torch
+    import transformers
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *_: "fake GPU")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    env = gc.environment()
+    assert env["gpu"] == "fake GPU" and env["transformers"] == transformers.__version__
+    assert env["clip"] and all(env[p] is None or isinstance(env[p], str) for p in ("vllm", "bitsandbytes"))
 
 
 def test_deterministic_kernels_restore_the_previous_settings():

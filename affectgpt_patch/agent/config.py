@@ -38,6 +38,8 @@ CONFIG_KEYS = {
     "au_agent_cache_dir": "cache_dir",
     "au_agent_use_cache": "use_cache",
     "au_agent_device": "device",
+    "au_agent_deterministic": "deterministic",
+    "au_agent_fixed_batch_rows": "fixed_batch_rows",
 }
 
 
