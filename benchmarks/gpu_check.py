@@ -2,19 +2,21 @@
 H100/H200, on models it builds (the tiny Qwen2 and CLIP of the tests, plus a mid-size random Qwen2 for real
 kernel shapes). It prints a table and writes ``gpu_check/report.json`` (atomically).
 
-    python -m benchmarks.gpu_check [--out gpu_check] [--inputs 160] [--max-new-tokens 24] [-q]
+    python -m benchmarks.gpu_check [--out gpu_check] [--inputs 192] [--max-new-tokens 24] [-q]
 
 Rows (each passes, fails or is skipped with its reason; the numbers are in the report):
 
 - **hf batch invariance** — the hf backend in bf16 describes the same inputs with batch sizes 1, 7, 32, 128
-  (mid-size model) and must give the same text for every batch size. When the default does not, the check
+  (mid-size model; 128 of the inputs share one prompt length, so batch 128 really runs as one batch) and must
+  give the same text for every batch size. When the default does not, the check
   retries with ``deterministic=True`` and then with ``fixed_batch_rows`` as well (see
   ``affectgpt_patch/agent/hf.py``), and says which setting was needed and what it costs in speed.
 - **CPU fp32 vs CUDA bf16** — how many of those descriptions differ between the two (reported, not failed:
   greedy decoding of bf16 logits flips near-ties; the cache fingerprint must keep the two apart).
 - **LoRA training (bf16)** — ``llamafactory-cli train`` (through ``au-agent train``) with the shape of
-  ``qwen2.5_7b_lora_sft.yaml`` on the tiny model for 10 steps: losses finite and falling; the adapter loads in
-  the runtime and describes.
+  ``qwen2.5_7b_lora_sft.yaml`` (bf16, LoRA r 64 / α 128 on all linear layers, gradient checkpointing; a higher
+  learning rate and short warm-up, see :data:`TRAIN_OVERRIDES`) on the tiny model for 10 steps: losses finite
+  and falling; the adapter loads in the runtime and describes.
 - **CLIP fp16 vs fp32** — CLIP text features in fp16 on CUDA against fp32 on CPU: cosine ≥ 0.999 after L2
   normalisation, and the max abs difference.
 - **precompute CUDA = CPU** — ``precompute`` on CUDA against the CPU run: features within that tolerance on
