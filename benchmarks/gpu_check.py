@@ -409,7 +409,7 @@ def au_branch_row(device: str, dtypes: Sequence[str] = ("bfloat16", "float16"), 
     a partly and a fully masked sample; outputs and gradients finite, every weight reached."""
     import torch
 
-    from affectgpt_patch.templates.au_branch import AU_FEATURE_DIM, FUSION_TYPES, AUProjector
+    from affectgpt_patch.templates.au_branch import FUSION_TYPES, AUProjector
 
     problems: List[str] = []
     numbers: Dict[str, Any] = {}
@@ -419,7 +419,8 @@ def au_branch_row(device: str, dtypes: Sequence[str] = ("bfloat16", "float16"), 
             case = f"{fusion}/{dtype_name}"
             torch.manual_seed(0)
             branch = AUProjector(hidden, num_tokens=2, fusion_type=fusion).to(device)
-            aus = torch.nn.functional.normalize(torch.randn(3, 8, AU_FEATURE_DIM, device=device), dim=-1)
+            width = branch.au_llama_proj.in_features  # the CLIP width it was built for
+            aus = torch.nn.functional.normalize(torch.randn(3, 8, width, device=device), dim=-1)
             mask = torch.ones(3, 8, dtype=torch.bool, device=device)
             mask[1, 5:] = False
             mask[2] = False  # a video without a valid frame
