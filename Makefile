@@ -20,7 +20,7 @@ BASE_MODEL ?= Qwen/Qwen2.5-7B-Instruct
 RECIPE ?= qwen2.5_7b_lora_sft
 TRAIN_ARGS ?=
 
-.PHONY: install prepare-data train-agent demo test bench clean
+.PHONY: install prepare-data train-agent demo test bench gpu-check clean
 
 install: $(STAMP)
 
@@ -47,8 +47,12 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(OFFLINE) $(PY) -m benchmarks.run $(BENCH_ARGS)
 
+# Every CUDA path once, on models it builds (needs an NVIDIA GPU; exit 2 without one): gpu_check/report.json
+gpu-check: $(STAMP)
+	$(OFFLINE) $(PY) -m benchmarks.gpu_check $(GPU_CHECK_ARGS)
+
 demo: $(STAMP)
 	$(OFFLINE) $(PY) samples/run_demo.py --out demo_out
 
 clean:
-	rm -rf demo_out bench_out .pytest_cache build *.egg-info
+	rm -rf demo_out bench_out gpu_check .pytest_cache build *.egg-info
