@@ -8,6 +8,7 @@ heatmap each, only the ``videos`` shown.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import logging
 import math
@@ -191,20 +192,31 @@ def _load_jsonl(path: Path) -> List[Dict[str, Any]]:
 
 
 def _input_values(input_str: str, where: Path) -> Dict[str, float]:
+    parsed = _parsed_input(input_str)
+    if parsed is None:
+        raise AUAgentError(f"{input_str[:60]!r} is not a contract input string", where)
+    return dict(parsed)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _parsed_input(input_str: str) -> Optional[Tuple[Tuple[str, float], ...]]:
+    """``contract.parse_input`` once per distinct string (a corpus repeats them); None when not one."""
     try:
-        return contract.parse_input(input_str)
+        return tuple(contract.parse_input(input_str).items())
     except (AUAgentError, ValueError):
-        raise AUAgentError(f"{input_str[:60]!r} is not a contract input string", where) from None
+        return None
 
 
 def _score(input_str: Optional[str], description: Optional[str], where: Path,
-           memo: Dict[Tuple[str, str], fidelity.FidelityScore]) -> Optional[fidelity.FidelityScore]:
-    """The fidelity of a description against its input; None for masked and neutral frames (nothing to check)."""
+           memo: Dict[Tuple[frozenset, str], fidelity.FidelityScore]) -> Optional[fidelity.FidelityScore]:
+    """The fidelity of a description against its input; None for masked and neutral frames (nothing to check).
+
+    The score depends on the active AUs and the text only, so each distinct pair is scored once."""
     if input_str is None or description is None or contract.is_neutral(input_str):
         return None
-    key = (input_str, description)
+    key = (frozenset(_input_values(input_str, where)), description)
     if key not in memo:
-        memo[key] = fidelity.fidelity(description, _input_values(input_str, where))
+        memo[key] = fidelity.fidelity(description, key[0])
     return memo[key]
 
 
@@ -512,12 +524,10 @@ def load_eval(opts: InspectOptions) -> Corpus:
         texts = {"agent": p["prediction"], "teacher": p["reference"], "rules": rules_description(p["input"])}
         systems = []
         for name in SYSTEMS:
-            key = (p["input"], texts[name])
-            if key not in memo:
-                memo[key] = fidelity.fidelity(texts[name], active)
-            tallies[name].add(memo[key])
+            score = _score(p["input"], texts[name], preds_path, memo) or fidelity.fidelity(texts[name], active)
+            tallies[name].add(score)
             words[name].append(len(texts[name].split()))
-            systems.append(SystemTexts(LABELS[name], texts[name], memo[key]))
+            systems.append(SystemTexts(LABELS[name], texts[name], score))
         frame = p.get("frame")
         records.append(EvalView(i, str(p.get("video") or ""), frame if isinstance(frame, int) else None,
                                 p["input"], systems))

@@ -34,6 +34,7 @@ ACTIVE_COLORS = ("#fed976", "#feb24c", "#fd8d3c", "#fc4e2a", "#e31a1c", "#bd0026
 UNKNOWN_COLOR = "#fbfbfd"
 LABEL_W, ROW_H, TOP = 196, 11, 20
 HEATMAP_W = 960  # pixels for the frame columns at most
+TICKED_COLUMNS = 40  # up to this many columns, each is labelled with its frame number
 
 
 def esc(text: object) -> str:
@@ -50,7 +51,8 @@ def code_label(code: str) -> str:
 def cell_levels(values: np.ndarray) -> np.ndarray:
     """Colour class per cell: ``u`` unknown, ``i0``–``i2`` at or below the threshold, ``a0``–``a6`` above it
     (active exactly as the contract decides: rounded to 2 decimals, then strictly above)."""
-    rounded = np.round(values, 2)
+    # Rounded as contract.active_aus rounds (decimal formatting; np.round differs on ties such as 0.805).
+    rounded = np.array([float(f"{v:.2f}") for v in values.ravel().tolist()]).reshape(values.shape)
     out = np.full(values.shape, "u", dtype=object)
     known = ~np.isnan(values)
     active = known & (rounded > THRESHOLD)
@@ -71,10 +73,24 @@ def _runs(flags: Sequence[bool]) -> Iterable[Tuple[int, int]]:
             start = None
 
 
+def _cells(levels: Sequence[str]) -> Iterable[Tuple[int, int]]:
+    """(first column, columns) of each drawn cell of a row: every active cell alone, so it keeps its exact value;
+    runs of one inactive or unknown level as one cell, which keeps the page small (most cells are inactive)."""
+    c, cols = 0, len(levels)
+    while c < cols:
+        n = 1
+        if levels[c][0] != "a":
+            while c + n < cols and levels[c + n] == levels[c]:
+                n += 1
+        yield c, n
+        c += n
+
+
 def heatmap_svg(h: Heatmap) -> str:
-    """AU rows × frame columns as SVG: one ``rect.c`` per cell, invalid columns shaded, chosen frames marked."""
+    """AU rows × frame columns as SVG: a ``rect.c`` per active cell and per run of inactive cells, invalid
+    columns shaded, chosen frames marked; a cell's ``data-v`` is its intensity, ``data-n`` the columns of a run."""
     rows, cols = h.values.shape
-    cw = max(2.0, min(14.0, HEATMAP_W / max(cols, 1)))
+    cw = max(2.0, min(24.0 if cols <= TICKED_COLUMNS else 14.0, HEATMAP_W / max(cols, 1)))
     cw = math.floor(cw * 4) / 4
     width = LABEL_W + cols * cw + 8
     height = TOP + rows * ROW_H + 16
@@ -87,10 +103,13 @@ def heatmap_svg(h: Heatmap) -> str:
         y = TOP + r * ROW_H
         out.append(f'<text class="lab" x="{LABEL_W - 6}" y="{y + ROW_H - 2}">{esc(code_label(code))}</text>')
         out.append(f'<g data-au="{esc(code_label(code))}" transform="translate({LABEL_W} {y})">')
-        for c in range(cols):  # one rect per cell: y defaults to 0 inside the row's group
-            v = h.values[r, c]
-            value = "" if math.isnan(v) else f' data-v="{v:.2f}"'
-            out.append(f'<rect class="c {levels[r, c]}" x="{c * cw:g}" width="{cw:g}" height="{ROW_H - 1}"{value}/>')
+        for c, n in _cells(levels[r]):  # y defaults to 0 inside the row's group
+            level = levels[r, c]
+            if n == 1 and level[0] == "a":
+                extra = f' data-v="{h.values[r, c]:.2f}"'
+            else:
+                extra = f' data-n="{n}"' if n > 1 else ""
+            out.append(f'<rect class="c {level}" x="{c * cw:g}" width="{n * cw:g}" height="{ROW_H - 1}"{extra}/>')
         out.append("</g>")
     body_h = rows * ROW_H
     for a, b in _runs(h.invalid):
@@ -103,9 +122,13 @@ def heatmap_svg(h: Heatmap) -> str:
         mid = x + cw / 2
         out.append(f'<path class="pick" d="M{mid - 4:g} {TOP - 10}h8l-4 7z"><title>slot '
                    f'{", ".join(map(str, slots))}: frame {h.columns[c][0]}</title></path>')
-    first, last = (h.columns[0][0], h.columns[-1][1]) if h.columns else (0, 0)
-    out.append(f'<text class="axis" x="{LABEL_W}" y="{height - 3}">frame {first}</text>')
-    out.append(f'<text class="axis end" x="{LABEL_W + cols * cw:g}" y="{height - 3}">frame {last}</text>')
+    if cols <= TICKED_COLUMNS:  # few columns (the chosen frames alone): every frame number under its column
+        for c, (a, _) in enumerate(h.columns):
+            out.append(f'<text class="axis mid" x="{LABEL_W + (c + 0.5) * cw:g}" y="{height - 3}">{a}</text>')
+    elif h.columns:
+        out.append(f'<text class="axis" x="{LABEL_W}" y="{height - 3}">frame {h.columns[0][0]}</text>')
+        out.append(f'<text class="axis end" x="{LABEL_W + cols * cw:g}" y="{height - 3}">frame '
+                   f'{h.columns[-1][1]}</text>')
     out.append("</svg>")
     return "".join(out)
 
@@ -113,22 +136,22 @@ def heatmap_svg(h: Heatmap) -> str:
 def legend_svg() -> str:
     """The colour scale with the activation threshold marked."""
     sw, x0 = 34, 10
-    parts = ['<svg class="legend" width="560" height="44" role="img" aria-label="colour scale">']
+    parts = ['<svg class="legend" width="560" height="52" role="img" aria-label="colour scale">']
     bounds = [0.0, THRESHOLD / 3, 2 * THRESHOLD / 3, THRESHOLD, *ACTIVE_EDGES, 5.0]
     colors = list(INACTIVE_COLORS) + list(ACTIVE_COLORS)
     for i, color in enumerate(colors):
-        parts.append(f'<rect x="{x0 + i * sw}" y="8" width="{sw}" height="14" fill="{color}"/>')
+        parts.append(f'<rect x="{x0 + i * sw}" y="16" width="{sw}" height="14" fill="{color}"/>')
     for i, b in enumerate(bounds):
         if 0 < i < 3:  # the grey steps below the threshold are not labelled
             continue
-        parts.append(f'<text x="{x0 + i * sw}" y="36" class="tick mid">{b:g}{"+" if i == len(bounds) - 1 else ""}'
+        parts.append(f'<text x="{x0 + i * sw}" y="44" class="tick mid">{b:g}{"+" if i == len(bounds) - 1 else ""}'
                      '</text>')
     tx = x0 + 3 * sw
-    parts.append(f'<line class="thr" x1="{tx}" x2="{tx}" y1="2" y2="26"/>')
-    parts.append(f'<text x="{tx + 4}" y="6" class="tick thr-label">active above {THRESHOLD:g} (contract)</text>')
+    parts.append(f'<line class="thr" x1="{tx}" x2="{tx}" y1="4" y2="34"/>')
+    parts.append(f'<text x="{tx + 4}" y="11" class="tick thr-label">active above {THRESHOLD:g} (contract)</text>')
     ux = x0 + len(colors) * sw + 16
-    parts.append(f'<rect x="{ux}" y="8" width="14" height="14" fill="{UNKNOWN_COLOR}" stroke="#ccc"/>'
-                 f'<text x="{ux + 18}" y="19" class="tick">≤ {THRESHOLD:g}, value unknown</text>')
+    parts.append(f'<rect x="{ux}" y="16" width="14" height="14" fill="{UNKNOWN_COLOR}" stroke="#ccc"/>'
+                 f'<text x="{ux + 18}" y="27" class="tick">≤ {THRESHOLD:g}, value unknown</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -341,14 +364,17 @@ pointer-events:none;z-index:9}nav a{margin-right:12px}
 SCRIPT = """
 (function () {
   var tip = document.getElementById("tip");
+  var below = {u: "at most the threshold (not in the input string)", i0: "0 to THIRD", i1: "THIRD to TWO",
+               i2: "TWO to THRESHOLD (inactive)"};
   document.addEventListener("mouseover", function (e) {
     var t = e.target;
     if (!t.classList || !t.classList.contains("c")) { tip.style.display = "none"; return; }
     var svg = t.ownerSVGElement, cols = svg.getAttribute("data-cols").split(" ");
     var i = Math.round(parseFloat(t.getAttribute("x")) / parseFloat(svg.getAttribute("data-cw")));
-    var v = t.getAttribute("data-v");
-    tip.textContent = t.parentNode.getAttribute("data-au") + " \\u00b7 frame " + cols[i] + " \\u00b7 " +
-      (v === null ? "at most the threshold (not in the input string)" : v);
+    var n = parseInt(t.getAttribute("data-n") || "1", 10), v = t.getAttribute("data-v");
+    var frames = n > 1 ? "frames " + cols[i].split("-")[0] + "-" + cols[i + n - 1].split("-").pop() : "frame " + cols[i];
+    tip.textContent = t.parentNode.getAttribute("data-au") + " \\u00b7 " + frames + " \\u00b7 " +
+      (v !== null ? v : below[t.getAttribute("class").split(" ")[1]]);
     tip.style.display = "block";
   });
   document.addEventListener("mousemove", function (e) {
@@ -356,7 +382,8 @@ SCRIPT = """
   });
   document.body.setAttribute("data-ready", "1");
 })();
-"""
+""".replace("THRESHOLD", f"{THRESHOLD:g}").replace("THIRD", f"{THRESHOLD / 3:.2f}").replace(
+    "TWO", f"{2 * THRESHOLD / 3:.2f}")
 
 
 def render(c: Corpus) -> str:
