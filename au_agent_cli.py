@@ -321,7 +321,7 @@ def _eval(p: argparse.ArgumentParser) -> Handler:
 
 @subcommand("inspect", "one self-contained HTML page: AU heatmaps, chosen frames and descriptions of a corpus")
 def _inspect(p: argparse.ArgumentParser) -> Handler:
-    from affectgpt_patch.inspect_data import InspectOptions, SORT_ORDERS
+    from affectgpt_patch.inspect_options import SORT_ORDERS, InspectOptions
 
     p.add_argument("input", type=Path, help="a precompute features folder, a describe .jsonl file or an eval folder")
     p.add_argument("--openface-dir", type=Path, help="OpenFace CSVs {name}.csv, for full AU × frame heatmaps")
@@ -335,8 +335,8 @@ def _inspect(p: argparse.ArgumentParser) -> Handler:
     def run(a: argparse.Namespace) -> int:
         from affectgpt_patch.inspect_page import build_report
 
-        out, corpus = build_report(InspectOptions(input=a.input, out=a.out, openface_dir=a.openface_dir,
-                                                  videos=a.videos, sort=a.sort))
+        out, _ = build_report(InspectOptions(input=a.input, out=a.out, openface_dir=a.openface_dir,
+                                                  videos=a.videos, sort=a.sort, progress=not a.quiet))
         print(out)
         return 0
 

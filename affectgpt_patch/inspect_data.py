@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+from tqdm import tqdm
 
 from data_prep import contract, fidelity
 from data_prep.errors import AUAgentError
@@ -24,40 +25,11 @@ from data_prep.facs import INTENSITY_AUS
 
 from .features import FeatureSettings
 from .frames import select_frames
+from .inspect_options import InspectOptions
 
 log = logging.getLogger(__name__)
 
-SORT_ORDERS = ("failures", "name", "activity")
-KINDS = ("features", "descriptions", "eval")
-#: Heatmap columns at most; longer videos are drawn in bins of consecutive frames (each bin shows its maximum).
-MAX_COLUMNS = 240
-
-
-@dataclass
-class InspectOptions:
-    input: Path
-    out: Optional[Path] = None  # default: <input>/report.html for a folder, <input stem>.html beside a file
-    openface_dir: Optional[Path] = None  # OpenFace CSVs, for full AU × frame heatmaps
-    videos: int = 50  # per-video sections (or eval records) drawn; the summary covers all
-    sort: str = "failures"  # failures | name | activity
-    max_columns: int = MAX_COLUMNS
-
-    def __post_init__(self) -> None:
-        self.input = Path(self.input)
-        if self.sort not in SORT_ORDERS:
-            raise AUAgentError(f"--sort must be one of {', '.join(SORT_ORDERS)}, got {self.sort!r}")
-        if self.videos < 0:
-            raise AUAgentError(f"--videos must be 0 or more, got {self.videos}")
-        if self.max_columns < 1:
-            raise AUAgentError(f"the heatmap needs at least one column, got {self.max_columns}")
-        if self.openface_dir is not None and not Path(self.openface_dir).is_dir():
-            raise AUAgentError("--openface-dir is not a folder", self.openface_dir)
-
-    @property
-    def out_path(self) -> Path:
-        if self.out is not None:
-            return Path(self.out)
-        return self.input / "report.html" if self.input.is_dir() else self.input.with_suffix(".html")
+MAX_COLUMNS = InspectOptions.max_columns
 
 
 # ------------------------------------------------------------------------------------------------ views
@@ -352,7 +324,7 @@ def load_features(opts: InspectOptions) -> Corpus:
     folder = opts.input
     metas: List[Dict[str, Any]] = []
     incomplete = []
-    for path in sorted(folder.glob("*.json")):
+    for path in tqdm(sorted(folder.glob("*.json")), desc="reading features", unit="video", disable=not opts.progress):
         meta = _load_json(path)
         if not isinstance(meta, dict) or any(k not in meta for k in _FEATURE_KEYS):
             raise AUAgentError(f"not an au-agent precompute record (needs {', '.join(_FEATURE_KEYS)})", path)
@@ -456,7 +428,7 @@ def load_descriptions(opts: InspectOptions) -> Corpus:
     tally, memo = _Tally(), {}
     masked_by_reason: collections.Counter = collections.Counter()
     views, plans = [], {}
-    for name, recs in videos.items():
+    for name, recs in tqdm(videos.items(), desc="reading descriptions", unit="video", disable=not opts.progress):
         recs.sort(key=lambda r: r["frame"])
         frames = [r["frame"] for r in recs]
         valid = [r["input"] is not None for r in recs]
@@ -519,7 +491,7 @@ def load_eval(opts: InspectOptions) -> Corpus:
     records, memo = [], {}
     words: Dict[str, List[int]] = {name: [] for name in SYSTEMS}
     tallies = {name: fidelity.FidelityTally() for name in SYSTEMS}
-    for i, p in enumerate(preds):
+    for i, p in enumerate(tqdm(preds, desc="scoring records", unit="record", disable=not opts.progress)):
         active = _input_values(p["input"], preds_path)
         texts = {"agent": p["prediction"], "teacher": p["reference"], "rules": rules_description(p["input"])}
         systems = []
@@ -565,6 +537,3 @@ def load_corpus(opts: InspectOptions) -> Corpus:
     log.info("reading %s (%s)", opts.input, kind)
     return {"features": load_features, "descriptions": load_descriptions, "eval": load_eval}[kind](opts)
 
-
-__all__ = ["InspectOptions", "Corpus", "VideoView", "Heatmap", "FrameRow", "EvalView", "load_corpus", "detect_kind",
-           "heatmap_from_values", "SORT_ORDERS"]

@@ -15,14 +15,15 @@ import html
 import logging
 import math
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from data_prep import atomic, contract, fidelity
 from data_prep.facs import AU_NAMES
 
-from .inspect_data import Corpus, EvalView, FrameRow, Heatmap, InspectOptions, VideoView, load_corpus
+from .inspect_data import Corpus, EvalView, FrameRow, Heatmap, VideoView, load_corpus
+from .inspect_options import InspectOptions
 
 log = logging.getLogger(__name__)
 
@@ -372,7 +373,8 @@ SCRIPT = """
     var svg = t.ownerSVGElement, cols = svg.getAttribute("data-cols").split(" ");
     var i = Math.round(parseFloat(t.getAttribute("x")) / parseFloat(svg.getAttribute("data-cw")));
     var n = parseInt(t.getAttribute("data-n") || "1", 10), v = t.getAttribute("data-v");
-    var frames = n > 1 ? "frames " + cols[i].split("-")[0] + "-" + cols[i + n - 1].split("-").pop() : "frame " + cols[i];
+    var frames = n > 1 ? "frames " + cols[i].split("-")[0] + "-" + cols[i + n - 1].split("-").pop()
+                       : "frame " + cols[i];
     tip.textContent = t.parentNode.getAttribute("data-au") + " \\u00b7 " + frames + " \\u00b7 " +
       (v !== null ? v : below[t.getAttribute("class").split(" ")[1]]);
     tip.style.display = "block";

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import au_agent_cli
-from affectgpt_patch.inspect_data import InspectOptions, heatmap_from_values, load_corpus
+from affectgpt_patch.inspect_data import heatmap_from_values, load_corpus
+from affectgpt_patch.inspect_options import InspectOptions
 from affectgpt_patch.inspect_page import ACTIVE_COLORS, cell_levels
 from data_prep import contract
 from data_prep.facs import INTENSITY_AUS
