@@ -336,8 +336,8 @@ def _inspect(p: argparse.ArgumentParser) -> Handler:
         from affectgpt_patch.inspect_page import build_report
 
         out, _ = build_report(InspectOptions(input=a.input, out=a.out, openface_dir=a.openface_dir,
-                                                  videos=a.videos, sort=a.sort, progress=not a.quiet))
-        print(out)
+                                             videos=a.videos, sort=a.sort, progress=not a.quiet))
+        log.info("page written to %s (open it in any browser)", out)
         return 0
 
     return run

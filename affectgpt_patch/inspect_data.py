@@ -479,6 +479,8 @@ def load_eval(opts: InspectOptions) -> Corpus:
     from .evaluate import LABELS, SYSTEMS
 
     folder = opts.input
+    if opts.openface_dir is not None:
+        log.warning("--openface-dir is not used for an eval folder: its records are single frames")
     report = _load_json(folder / "report.json")
     if not isinstance(report, dict) or not isinstance(report.get("systems"), dict):
         raise AUAgentError("not an au-agent eval report (no 'systems')", folder / "report.json")

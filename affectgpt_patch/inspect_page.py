@@ -253,33 +253,35 @@ def score_html(score: Optional[fidelity.FidelityScore]) -> str:
 
 
 def summary_html(c: Corpus) -> str:
-    out = ['<section id="summary"><h2>Corpus summary</h2><div class="grid">']
-    out.append("<div>" + table(["", ""], [(esc(k), esc(v)) for k, v in c.counts], "kv") + "</div>")
+    """Counts, failures by reason, AU activation, description lengths and fidelity, fingerprints: all videos."""
+    out = ['<section id="summary"><h2>Corpus summary</h2><div class="grid"><div>']
+    out.append(table(["", ""], [(esc(k), esc(v)) for k, v in c.counts], "kv"))
     if c.problems:
         what = "failed videos by reason" if c.kind == "features" else "masked frames by reason"
-        out.append(f"<div><h3>{esc(what)}</h3>" + table(["reason", "count"], [
-            (esc(r), str(n)) for r, n in c.problems.items()], "kv") + "</div>")
-    out.append("</div>")
+        out.append(f"<h3>{esc(what)}</h3>" + table(["reason", "count"], [
+            (esc(r), str(n)) for r, n in c.problems.items()], "kv"))
     if c.failed:
         shown = c.failed[:200]
         more = f"<p class='muted'>… and {len(c.failed) - len(shown)} more in failures.jsonl</p>" \
             if len(c.failed) > len(shown) else ""
         out.append(f"<details><summary>{len(c.failed)} failed videos</summary>" + table(
             ["video", "reason"], [(esc(n), esc(r)) for n, r in shown]) + more + "</details>")
+    out.append("<h3>Agent, CLIP and settings</h3>" + table(["", ""], [(esc(k), f"<code>{esc(v)}</code>")
+                                                                      for k, v in c.settings], "kv"))
+    where = {"features": "chosen frames (what AffectGPT sees)", "descriptions": "valid frames",
+             "eval": "records"}[c.kind]
+    out.append(f'</div><div><h3>AU activation: share of the {c.au_frames} {esc(where)} with the AU above '
+               f'{THRESHOLD:g}</h3>')
+    out.append(bar_chart([(code_label(code), n / c.au_frames if c.au_frames else 0.0,
+                           f"{100 * n / c.au_frames if c.au_frames else 0:.1f} % ({n})")
+                          for code, n in c.au_active.items()]) + "</div></div>")
     if c.eval_report is not None:
         from .evaluate import summary_rows
 
         rows = summary_rows(c.eval_report)
-        out.append("<h3>Agent vs teacher vs rules</h3>" + table([esc(h) for h in rows[0]],
-                                                                ([esc(x) for x in r] for r in rows[1:]), "num"))
-    where = {"features": "chosen frames (what AffectGPT sees)", "descriptions": "valid frames",
-             "eval": "records"}[c.kind]
-    out.append(f'<div class="grid"><div><h3>AU activation (share of {c.au_frames} {esc(where)} with the AU above '
-               f'{THRESHOLD:g})</h3>')
-    out.append(bar_chart([(code_label(code), n / c.au_frames if c.au_frames else 0.0,
-                           f"{100 * n / c.au_frames if c.au_frames else 0:.1f} % ({n})")
-                          for code, n in c.au_active.items()]) + "</div>")
-    out.append("<div><h3>Descriptions</h3>")
+        out.append("<h3>Agent vs teacher vs rules (report.json)</h3>" + table(
+            [esc(h) for h in rows[0]], ([esc(x) for x in r] for r in rows[1:]), "num"))
+    out.append("<h3>Descriptions: AU fidelity and length</h3>")
     fid_rows = []
     for system, s in c.fidelity.items():
         fid_rows.append([esc(system), str(s["records"]), f"{s['precision']:.3f}", f"{s['recall']:.3f}",
@@ -294,9 +296,7 @@ def summary_html(c: Corpus) -> str:
     for system, words in c.words.items():
         mean = f", mean {sum(words) / len(words):.1f}" if words else ""
         out.append(histogram(word_bins(words), f"{system}: words per description{mean}"))
-    out.append("</div></div></div>")
-    out.append("<h3>Agent, CLIP and settings</h3>" + table(["", ""], [(esc(k), f"<code>{esc(v)}</code>")
-                                                                      for k, v in c.settings], "kv"))
+    out.append("</div>")
     return "".join(out) + "</section>"
 
 
@@ -342,7 +342,7 @@ code{font:12px/1.4 ui-monospace,Menlo,Consolas,monospace}.muted{color:#6b7480}.n
 table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #e3e6ea;padding:3px 8px;vertical-align:top;
 text-align:left}th{background:#f5f7f9;font-weight:600}table.num td+td{text-align:right}
 table.frames{width:100%;max-width:1400px}table.frames td:nth-child(4){max-width:560px}
-.grid{display:flex;flex-wrap:wrap;gap:12px 40px}.hists{display:flex;flex-wrap:wrap;gap:8px 16px}
+.grid{display:flex;flex-wrap:wrap;gap:12px 40px}.grid>div{max-width:600px}.hists{display:flex;flex-wrap:wrap;gap:8px 16px}
 figure{margin:0}figcaption{font-size:12px;color:#4a525c;text-align:center}
 .scroll{overflow-x:auto}section.video,section.record{border-top:1px solid #e3e6ea;padding-top:4px}
 svg text{font:10px system-ui,sans-serif;fill:#39414a}svg .lab{text-anchor:end}svg .mid{text-anchor:middle}
@@ -421,5 +421,5 @@ def build_report(opts: InspectOptions) -> Tuple[Path, Corpus]:
     page = render(corpus)
     out = opts.out_path
     atomic.write_text(out, page)
-    log.info("%s: %d bytes", out, len(page.encode("utf-8")))
+    log.debug("%s: %d bytes", out, len(page.encode("utf-8")))
     return out, corpus
