@@ -44,7 +44,6 @@ class Heatmap:
     values: np.ndarray  # [rows, columns]; NaN: not known
     invalid: List[bool]  # per column: no valid frame in it
     chosen: Dict[int, List[int]]  # column → slot numbers (1-based) of the chosen frames in it
-    below_known: bool  # False when only the input strings are known: values up to the threshold are not
     source: str
 
 
@@ -141,6 +140,12 @@ def _load_json(path: Path) -> Any:
                            path) from None
     except UnicodeDecodeError:
         raise AUAgentError("not UTF-8 text", path) from None
+
+
+def _check_list(values: Any, kind: type, key: str, where: Path) -> None:
+    """A list of ``kind`` or None (masked slots), as precompute writes it."""
+    if not isinstance(values, list) or not all(v is None or isinstance(v, kind) for v in values):
+        raise AUAgentError(f"{key!r} is not a list of {kind.__name__} (or null) values", where)
 
 
 def _load_jsonl(path: Path) -> List[Dict[str, Any]]:
@@ -244,7 +249,7 @@ def _shown_note(shown: int, total: int, what: str, order: str) -> str:
 
 
 def heatmap_from_values(frames: Sequence[int], values: np.ndarray, valid: Sequence[bool],
-                        chosen: Sequence[Optional[int]], au_codes: Sequence[str], below_known: bool, source: str,
+                        chosen: Sequence[Optional[int]], au_codes: Sequence[str], source: str,
                         max_columns: int = MAX_COLUMNS) -> Heatmap:
     """Bin ``values`` [frames, AUs] into at most ``max_columns`` columns (the maximum over a bin's valid frames,
     or over all its frames when none is valid) and place the chosen frames (``None``: a masked slot)."""
@@ -258,10 +263,8 @@ def heatmap_from_values(frames: Sequence[int], values: np.ndarray, valid: Sequen
         stop = min(n, start + per)
         ok = valid[start:stop]
         block = values[start:stop][ok] if ok.any() else values[start:stop]
-        with np.errstate(all="ignore"):
-            col = np.full(len(au_codes), np.nan) if np.isnan(block).all() else np.nanmax(
-                np.where(np.isnan(block), -np.inf, block), axis=0)
-        col = np.where(np.isinf(col), np.nan, col)
+        top = np.where(np.isnan(block), -np.inf, block).max(axis=0)  # NaN only where the whole bin is NaN
+        col = np.where(np.isneginf(top), np.nan, top)
         columns.append((frames[start], frames[stop - 1]))
         cols.append(col)
         invalid.append(not ok.any())
@@ -271,7 +274,7 @@ def heatmap_from_values(frames: Sequence[int], values: np.ndarray, valid: Sequen
         if f is not None and int(f) in position:
             placed[position[int(f)] // per].append(slot)
     grid = np.stack(cols, axis=1) if cols else np.zeros((len(au_codes), 0))
-    return Heatmap(list(au_codes), columns, grid, invalid, dict(placed), below_known, source)
+    return Heatmap(list(au_codes), columns, grid, invalid, dict(placed), source)
 
 
 def heatmap_from_inputs(frames: Sequence[int], inputs: Sequence[Optional[str]], chosen: Sequence[Optional[int]],
@@ -284,7 +287,7 @@ def heatmap_from_inputs(frames: Sequence[int], inputs: Sequence[Optional[str]], 
         if s is not None:
             for code, v in _input_values(s, where).items():
                 values[i, row[code]] = v
-    return heatmap_from_values(frames, values, [s is not None for s in inputs], chosen, INTENSITY_AUS, False,
+    return heatmap_from_values(frames, values, [s is not None for s in inputs], chosen, INTENSITY_AUS,
                                "input strings (AUs above the threshold only; pass --openface-dir for all values)",
                                max_columns)
 
@@ -299,7 +302,7 @@ def heatmap_from_csv(csv: Path, min_confidence: float, chosen: Sequence[Optional
     for j, code in enumerate(track.au_codes):
         if code in INTENSITY_AUS:
             values[:, INTENSITY_AUS.index(code)] = track.intensities[:, j]
-    return heatmap_from_values(track.frames.tolist(), values, track.valid.tolist(), chosen, INTENSITY_AUS, True,
+    return heatmap_from_values(track.frames.tolist(), values, track.valid.tolist(), chosen, INTENSITY_AUS,
                                f"OpenFace CSV {csv.name}", max_columns)
 
 
@@ -324,15 +327,19 @@ def load_features(opts: InspectOptions) -> Corpus:
     folder = opts.input
     metas: List[Dict[str, Any]] = []
     incomplete = []
-    for path in tqdm(sorted(folder.glob("*.json")), desc="reading features", unit="video", disable=not opts.progress):
+    paths = sorted(folder.glob("*.json"))
+    for path in tqdm(paths, desc="reading features", unit="video", disable=not opts.progress):
         meta = _load_json(path)
         if not isinstance(meta, dict) or any(k not in meta for k in _FEATURE_KEYS):
             raise AUAgentError(f"not an au-agent precompute record (needs {', '.join(_FEATURE_KEYS)})", path)
+        _check_list(meta["mask"], bool, "mask", path)
+        _check_list(meta["frames"], int, "frames", path)
+        _check_list(meta["inputs"], str, "inputs", path)
+        _check_list(meta["descriptions"], str, "descriptions", path)
+        if len({len(meta[k]) for k in ("mask", "frames", "inputs", "descriptions")}) != 1:
+            raise AUAgentError("mask, frames, inputs and descriptions differ in length", path)
         if not (folder / f"{path.stem}.npy").is_file():
             incomplete.append(path.stem)
-        lengths = {len(meta[k]) for k in ("mask", "frames", "inputs", "descriptions")}
-        if len(lengths) != 1:
-            raise AUAgentError("mask, frames, inputs and descriptions differ in length", path)
         metas.append(meta)
     failures = _load_jsonl(folder / "failures.jsonl") if (folder / "failures.jsonl").is_file() else []
     if not metas and not failures:
@@ -420,7 +427,9 @@ def load_descriptions(opts: InspectOptions) -> Corpus:
         raise AUAgentError("no frame records", path)
     videos: Dict[str, List[Dict[str, Any]]] = collections.defaultdict(list)
     for n, row in enumerate(rows, 1):
-        if not isinstance(row.get("video"), str) or not isinstance(row.get("frame"), int) or "input" not in row:
+        if (not isinstance(row.get("video"), str) or not isinstance(row.get("frame"), int)
+                or not isinstance(row.get("input", 0), (str, type(None)))
+                or not isinstance(row.get("description"), (str, type(None)))):
             raise AUAgentError(f"line {n} is not an au-agent describe record (video, frame, input, description)",
                                path)
         videos[row["video"]].append(row)

@@ -342,7 +342,8 @@ code{font:12px/1.4 ui-monospace,Menlo,Consolas,monospace}.muted{color:#6b7480}.n
 table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #e3e6ea;padding:3px 8px;vertical-align:top;
 text-align:left}th{background:#f5f7f9;font-weight:600}table.num td+td{text-align:right}
 table.frames{width:100%;max-width:1400px}table.frames td:nth-child(4){max-width:560px}
-.grid{display:flex;flex-wrap:wrap;gap:12px 40px}.grid>div{max-width:600px}.hists{display:flex;flex-wrap:wrap;gap:8px 16px}
+.grid{display:flex;flex-wrap:wrap;gap:12px 40px}.grid>div{max-width:600px}
+.hists{display:flex;flex-wrap:wrap;gap:8px 16px}
 figure{margin:0}figcaption{font-size:12px;color:#4a525c;text-align:center}
 .scroll{overflow-x:auto}section.video,section.record{border-top:1px solid #e3e6ea;padding-top:4px}
 svg text{font:10px system-ui,sans-serif;fill:#39414a}svg .lab{text-anchor:end}svg .mid{text-anchor:middle}

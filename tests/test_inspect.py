@@ -259,7 +259,7 @@ def test_long_videos_are_binned():
     valid = np.ones(1000, dtype=bool)
     valid[503] = False
     valid[600:700] = False
-    h = heatmap_from_values(frames, values, valid, [1, 503, None, 1000], INTENSITY_AUS, True, "test", 240)
+    h = heatmap_from_values(frames, values, valid, [1, 503, None, 1000], INTENSITY_AUS, "test", 240)
     assert h.values.shape == (N_AUS, 200) and h.columns[100] == (501, 505)
     assert h.values[3, 100] == 2.5  # invalid frames do not count while the bin has a valid one
     assert h.invalid == [120 <= c < 140 for c in range(200)]
@@ -306,6 +306,17 @@ def test_truncated_json_in_a_features_folder(features, tmp_path, capsys, victim)
     assert inspect(broken, "--out", broken / "old.html") == 1
     assert (broken / "old.html").read_text() == "previous page"  # never replaced by a partial page
     assert not [p for p in broken.iterdir() if p.name.startswith(".")]  # no temporary file left behind
+
+
+def test_a_record_of_the_wrong_shape(features, tmp_path, capsys):
+    broken = tmp_path / "features"
+    shutil.copytree(features, broken, ignore=shutil.ignore_patterns("report.html"))
+    meta = json.loads((broken / "sample_00002.json").read_text())
+    meta["inputs"][0] = 1.5
+    (broken / "sample_00002.json").write_text(json.dumps(meta))
+    assert inspect(broken) == 1
+    assert f"{broken / 'sample_00002.json'}: 'inputs' is not a list of str" in one_error_line(capsys)
+    assert not (broken / "report.html").exists()
 
 
 def test_truncated_descriptions_and_eval_report(descriptions, eval_dir, tmp_path, capsys):
