@@ -43,7 +43,7 @@ class Heatmap:
     columns: List[Tuple[int, int]]  # (first, last) OpenFace frame number of each column
     values: np.ndarray  # [rows, columns]; NaN: not known
     invalid: List[bool]  # per column: no valid frame in it
-    chosen: Dict[int, List[int]]  # column → slot numbers (1-based) of the chosen frames in it
+    chosen: Dict[int, List[Tuple[int, int]]]  # column → (slot, frame) of the chosen frames in it; slots from 1
     source: str
 
 
@@ -269,10 +269,10 @@ def heatmap_from_values(frames: Sequence[int], values: np.ndarray, valid: Sequen
         cols.append(col)
         invalid.append(not ok.any())
     position = {f: i for i, f in enumerate(frames)}
-    placed: Dict[int, List[int]] = collections.defaultdict(list)
+    placed: Dict[int, List[Tuple[int, int]]] = collections.defaultdict(list)
     for slot, f in enumerate(chosen, 1):
         if f is not None and int(f) in position:
-            placed[position[int(f)] // per].append(slot)
+            placed[position[int(f)] // per].append((slot, int(f)))
     grid = np.stack(cols, axis=1) if cols else np.zeros((len(au_codes), 0))
     return Heatmap(list(au_codes), columns, grid, invalid, dict(placed), source)
 

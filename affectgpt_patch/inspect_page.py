@@ -121,8 +121,8 @@ def heatmap_svg(h: Heatmap) -> str:
         x = LABEL_W + c * cw
         out.append(f'<rect class="pickcol" x="{x:g}" y="{TOP - 1}" width="{cw:g}" height="{body_h + 1}"/>')
         mid = x + cw / 2
-        out.append(f'<path class="pick" d="M{mid - 4:g} {TOP - 10}h8l-4 7z"><title>slot '
-                   f'{", ".join(map(str, slots))}: frame {h.columns[c][0]}</title></path>')
+        what = ", ".join(f"slot {slot}: frame {frame}" for slot, frame in slots)
+        out.append(f'<path class="pick" d="M{mid - 4:g} {TOP - 10}h8l-4 7z"><title>{what}</title></path>')
     if cols <= TICKED_COLUMNS:  # few columns (the chosen frames alone): every frame number under its column
         for c, (a, _) in enumerate(h.columns):
             out.append(f'<text class="axis mid" x="{LABEL_W + (c + 0.5) * cw:g}" y="{height - 3}">{a}</text>')

@@ -35,7 +35,7 @@ def install_chromium() -> Tuple[Optional[str], str]:
         return None, "chromium is not installed, and installing it needs root and apt-get"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
-        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]):
+        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
             if done.returncode != 0:
                 return None, f"`{' '.join(cmd)}` failed: {done.stderr.strip().splitlines()[-1:]}"

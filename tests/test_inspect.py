@@ -263,7 +263,7 @@ def test_long_videos_are_binned():
     assert h.values.shape == (N_AUS, 200) and h.columns[100] == (501, 505)
     assert h.values[3, 100] == 2.5  # invalid frames do not count while the bin has a valid one
     assert h.invalid == [120 <= c < 140 for c in range(200)]
-    assert h.chosen == {0: [1], 100: [2], 199: [4]}  # slot 3 is masked
+    assert h.chosen == {0: [(1, 1)], 100: [(2, 503)], 199: [(4, 1000)]}  # slot 3 is masked
 
 
 def test_threshold_is_the_contract_s():
