@@ -149,12 +149,14 @@ def test_features_page_in_chromium(features, openface, chromium, tmp_path):
     assert f"active above {contract.ACTIVE_THRESHOLD:g}" in run.dom
 
     png = tmp_path / "features.png"
-    shot = chromium.screenshot(page, png, 1400, 1600)
-    assert shot.console == [] and png_size(png) == (1400, 1600)
+    shot = chromium.screenshot(page, png, 1400, 2400)
+    assert shot.console == [] and png_size(png) == (1400, 2400)
     from PIL import Image
 
-    colors = {"#%02x%02x%02x" % rgb for _, rgb in Image.open(png).convert("RGB").getcolors(1 << 22)}
-    assert sum(c in colors for c in ACTIVE_COLORS) >= 3  # the heatmaps were painted
+    pixels = {"#%02x%02x%02x" % rgb: n for n, rgb in Image.open(png).convert("RGB").getcolors(1 << 22)}
+    legend = 34 * 14  # the pixels of one colour in the legend
+    painted = [pixels.get(c, 0) - legend for c in ACTIVE_COLORS]
+    assert sum(painted) > 10 * legend and sum(n > 0 for n in painted) >= 3  # the heatmaps were painted
 
 
 def test_features_page_without_csvs_shows_the_chosen_frames(features, chromium, tmp_path):
