@@ -7,6 +7,7 @@ function; user errors (:class:`data_prep.AUAgentError`) become one line on stder
     au-agent describe         stage 3  OpenFace CSVs → one description per frame         (affectgpt_patch.describe)
     au-agent precompute       stage 3  OpenFace CSVs → AU features [T, D] per video      (affectgpt_patch.precompute)
     au-agent eval             stage 3  BLEU / ROUGE-L / AU fidelity report               (affectgpt_patch.evaluate)
+    au-agent inspect          stage 3  one HTML page: AU heatmaps, chosen frames, texts  (affectgpt_patch.inspect_page)
     au-agent patch-affectgpt  stage 3  add the AU modality to an AffectGPT checkout      (affectgpt_patch.patcher)
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ log = logging.getLogger("au_agent")
 
 Handler = Callable[[argparse.Namespace], int]
 _SUBCOMMANDS: List = []  # (name, help, add_arguments)
-PIPELINE_ORDER = ["prepare-data", "train", "test-agent", "describe", "precompute", "eval", "patch-affectgpt"]
+PIPELINE_ORDER = ["prepare-data", "train", "test-agent", "describe", "precompute", "eval", "inspect", "patch-affectgpt"]
 _HANDLERS: Dict[str, Handler] = {}
 
 
@@ -310,6 +311,33 @@ def _eval(p: argparse.ArgumentParser) -> Handler:
             agent.close()
         print(summary_text(report))
         print(f"report: {a.out / 'report.md'}")
+        return 0
+
+    return run
+
+
+# ------------------------------------------------------------------------------------------------- inspect
+
+
+@subcommand("inspect", "one self-contained HTML page: AU heatmaps, chosen frames and descriptions of a corpus")
+def _inspect(p: argparse.ArgumentParser) -> Handler:
+    from affectgpt_patch.inspect_options import SORT_ORDERS, InspectOptions
+
+    p.add_argument("input", type=Path, help="a precompute features folder, a describe .jsonl file or an eval folder")
+    p.add_argument("--openface-dir", type=Path, help="OpenFace CSVs {name}.csv, for full AU × frame heatmaps")
+    p.add_argument("--out", type=Path, help="HTML file (default: INPUT/report.html, or INPUT.html for a file)")
+    p.add_argument("--videos", type=int, default=InspectOptions.videos,
+                   help="videos (eval: records) drawn in detail; the summary covers all (default %(default)s)")
+    p.add_argument("--sort", choices=SORT_ORDERS, default=InspectOptions.sort,
+                   help="order of the videos: most masked / least faithful first, by name, or most active AUs "
+                        "first (default %(default)s)")
+
+    def run(a: argparse.Namespace) -> int:
+        from affectgpt_patch.inspect_page import build_report
+
+        out, _ = build_report(InspectOptions(input=a.input, out=a.out, openface_dir=a.openface_dir,
+                                             videos=a.videos, sort=a.sort, progress=not a.quiet))
+        log.info("page written to %s (open it in any browser)", out)
         return 0
 
     return run
