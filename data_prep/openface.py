@@ -38,6 +38,18 @@ LOW_CONFIDENCE = "low confidence"
 BAD_VALUE = "non-numeric or missing AU value"
 
 
+def frame_number(raw: Any) -> int:
+    """A frame number read from JSON (``1``, ``"12"``, ``3.0``): a whole number from 0 to ``MAX_FRAME``.
+    Raises :class:`AUAgentError` (without the file: the caller names it)."""
+    try:
+        value = float(raw) if not isinstance(raw, (int, bool)) else raw
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(raw, bool) or not (0 <= value <= MAX_FRAME) or value != int(value):
+        raise AUAgentError(f"frame {raw!r} is not a whole number from 0 to {MAX_FRAME}")
+    return int(value)
+
+
 @dataclass
 class OpenFaceTrack:
     """One face's frames from one CSV. Arrays are aligned, one entry per frame, in frame order."""
