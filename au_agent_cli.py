@@ -12,7 +12,9 @@ function; user errors (:class:`data_prep.AUAgentError`) become one line on stder
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
@@ -117,6 +119,8 @@ def agent_from_args(a: argparse.Namespace):
     backend = a.backend or ("hf" if a.agent else "rules")
     if backend != "rules" and backend != "openai" and not (a.agent or a.base_model):
         raise AUAgentError(f"--backend {backend} needs --agent DIR (or --base-model)")
+    if backend == "openai" and not a.api_base:
+        raise AUAgentError("--backend openai needs --api-base URL (e.g. http://127.0.0.1:8000/v1)")
     return create_au_agent(a.agent, backend=backend, base_model=a.base_model, api_base=a.api_base,
                            api_model=a.api_model, batch_size=a.batch_size, max_new_tokens=a.max_new_tokens,
                            device=a.device, cache_dir=a.cache_dir, use_cache=not a.no_cache)
@@ -353,14 +357,21 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(self.prog, message)
 
 
+_WHY = {errno.EEXIST: "a file where a folder is needed", errno.ENOTDIR: "a file where a folder is needed",
+        errno.EISDIR: "a folder where a file is needed", errno.ELOOP: "a symbolic link loop"}
+
+
 def os_error_line(e: Exception) -> str:
     """``PATH: what went wrong`` for a file-system error (``OSError`` and its subclasses, undecodable text)."""
     if isinstance(e, UnicodeDecodeError):
         return f"not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at position {e.start})"
     assert isinstance(e, OSError)
     what = e.strerror or str(e) or type(e).__name__
-    paths = [p for p in (e.filename, e.filename2) if p is not None]
-    return f"{' -> '.join(map(str, paths))}: {what}" if paths else what
+    # a rename names its temporary source first: the destination is the path the user gave
+    path = e.filename2 if e.filename2 is not None else e.filename
+    if e.errno in _WHY:
+        what += f" ({_WHY[e.errno]})"
+    return f"{os.fsdecode(path)}: {what}" if path is not None else what
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -378,9 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
     except UsageError as e:
         print(e, file=sys.stderr)
+        return 1
+    if unknown:
+        print(f"au-agent {args.command}: error: unrecognized arguments: {' '.join(unknown)}", file=sys.stderr)
         return 1
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)

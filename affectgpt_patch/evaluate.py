@@ -70,7 +70,10 @@ def load_split(path: Path, limit: Optional[int] = None) -> List[EvalRecord]:
         raise AUAgentError(f"--limit must be at least 1, got {limit}")
     if not path.is_file():
         raise AUAgentError("dataset file not found" if not path.exists() else "dataset is not a file", path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise AUAgentError(f"not UTF-8 text (byte {e.start})", path) from None
     try:
         if path.suffix == ".jsonl":
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]

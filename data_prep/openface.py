@@ -149,7 +149,16 @@ def read_openface_csv(
     def numeric(col: str, default: float) -> np.ndarray:
         if col not in df.columns:
             return np.full(len(df), default, dtype=np.float64)
-        return pd.to_numeric(df[col].str.strip(), errors="coerce").to_numpy(dtype=np.float64)
+        cells = df[col].str.strip()
+        out = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64)
+        # pandas reads a number beyond the float range ("1e309") as NaN, which would pass for a missing value;
+        # Python reads it as the infinity it is, which the range checks below refuse.
+        for i in np.flatnonzero(np.isnan(out) & cells.notna().to_numpy()):
+            try:
+                out[i] = float(cells.iloc[i])
+            except ValueError:
+                pass
+        return out
 
     frames = numeric("frame", math.nan)
     if "frame" not in df.columns:
