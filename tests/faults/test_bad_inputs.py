@@ -196,6 +196,7 @@ cases("describe", {
     "--device cpu:1": _describe_opt("--device", "cpu:1"),
     "--backend bogus": _describe_opt("--backend", "bogus"),
     "--backend hf without --agent": _describe_opt("--backend", "hf", named="--agent"),
+    "--cache-dir is a file": lambda e: ([_good_csv(e), "--cache-dir", e.write("cache", "x")], e.p("cache")),
     "--agent folder missing": lambda e: ([_good_csv(e), "--agent", e.p("no-agent")], e.p("no-agent")),
     "--agent is an empty folder": lambda e: ([_good_csv(e), "--agent", e.mkdir("agent")], e.p("agent")),
     "--backend openai without --api-base": _describe_opt("--backend", "openai", named="--api-base"),
