@@ -56,7 +56,7 @@ def _prepare_data(p: argparse.ArgumentParser) -> Handler:
                    default=argtypes.default_of(PrepareOptions, "val_ratio"), help="share of videos in the validation split")
     p.add_argument("--seed", type=int, default=argtypes.default_of(PrepareOptions, "seed"))
     p.add_argument("--max-samples", type=argtypes.int_range(1), help="keep at most this many records (a random sample)")
-    p.add_argument("--text-key", default="fine_grained_descriptions",
+    p.add_argument("--text-key", default=argtypes.default_of(PrepareOptions, "text_key"),
                    choices=["fine_grained_descriptions", "summary_description"],
                    help="which per-frame text to train on (per-frame MER-Factory variant)")
     p.add_argument("--keep-temporal", action="store_true",
@@ -164,7 +164,9 @@ def add_feature_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sampling", choices=["uniform", "peaks", "all"],
                    default=argtypes.default_of(FeatureSettings, "sampling"),
                    help="uniform: AffectGPT's frame indices; peaks: MER-Factory's emotion peaks; all: every frame")
-    g.add_argument("--clip-model", default="ViT-B/32", help="CLIP model name or a local .pt file")
+    from affectgpt_patch.clip_encoder import DEFAULT_CLIP
+
+    g.add_argument("--clip-model", default=DEFAULT_CLIP, help="CLIP model name or a local .pt file")
     g.add_argument("--clip-device", type=argtypes.device, help="device for CLIP (default: cuda when available)")
     add_min_confidence_argument(g)
 
