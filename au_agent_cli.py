@@ -53,7 +53,8 @@ def _prepare_data(p: argparse.ArgumentParser) -> Handler:
                    help="existing Alpaca JSON/JSONL datasets to re-express in the prompt contract")
     p.add_argument("--out", type=Path, required=True, help="dataset folder to write")
     p.add_argument("--val-ratio", type=argtypes.float_range(0.0, 1.0, high_open=True),
-                   default=argtypes.default_of(PrepareOptions, "val_ratio"), help="share of videos in the validation split")
+                   default=argtypes.default_of(PrepareOptions, "val_ratio"),
+                   help="share of videos in the validation split")
     p.add_argument("--seed", type=int, default=argtypes.default_of(PrepareOptions, "seed"))
     p.add_argument("--max-samples", type=argtypes.int_range(1), help="keep at most this many records (a random sample)")
     p.add_argument("--text-key", default=argtypes.default_of(PrepareOptions, "text_key"),
@@ -156,6 +157,7 @@ def _describe(p: argparse.ArgumentParser) -> Handler:
 
 
 def add_feature_arguments(p: argparse.ArgumentParser) -> None:
+    from affectgpt_patch.clip_encoder import DEFAULT_CLIP
     from affectgpt_patch.features import FeatureSettings
 
     g = p.add_argument_group("features")
@@ -164,8 +166,6 @@ def add_feature_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sampling", choices=["uniform", "peaks", "all"],
                    default=argtypes.default_of(FeatureSettings, "sampling"),
                    help="uniform: AffectGPT's frame indices; peaks: MER-Factory's emotion peaks; all: every frame")
-    from affectgpt_patch.clip_encoder import DEFAULT_CLIP
-
     g.add_argument("--clip-model", default=DEFAULT_CLIP, help="CLIP model name or a local .pt file")
     g.add_argument("--clip-device", type=argtypes.device, help="device for CLIP (default: cuda when available)")
     add_min_confidence_argument(g)

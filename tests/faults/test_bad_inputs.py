@@ -121,8 +121,8 @@ BAD_CSVS: Dict[str, Callable[[Env], str]] = {
     "only a BOM and blank lines": lambda e: e.write("of/clip.csv", b"\xef\xbb\xbf\n\n"),
     "header only": lambda e: e.csv(rows=[]),
     "binary": lambda e: e.write("of/clip.csv", bytes(range(256)) * 8),
-    "Latin-1 header": lambda e: e.write("of/clip.csv", (HEADER.replace("timestamp", "zeitmaß") + "\n").encode("latin-1")
-                                         + "\n".join(ROWS[:3]).encode()),
+    "Latin-1 header": lambda e: e.write("of/clip.csv", (HEADER.replace("timestamp", "zeitmaß") + "\n")
+                                         .encode("latin-1") + "\n".join(ROWS[:3]).encode()),
     "no AU intensity columns": lambda e: e.write("of/clip.csv", "frame, face_id, confidence, success\n1, 0, 0.9, 1\n"),
     "unknown AU column AU99_r": lambda e: e.csv(header=HEADER.replace("AU45_r", "AU99_r")),
     "ragged row (too many cells)": lambda e: e.csv(rows=ROWS[:3] + [ROWS[3] + ", 0.5, 0.5"] + ROWS[4:8]),
