@@ -117,8 +117,6 @@ def clean_record(
         return None, NO_DESCRIPTION, notes
     if not isinstance(text, str) or not text.strip():
         return None, EMPTY, notes
-    if len(text) > 2 * MAX_DESCRIPTION_CHARS:  # not worth cleaning (whitespace alone cannot halve real text)
-        return None, TOO_LONG, notes
     text, note = clean_text(text)
     if note:
         notes += (note,)
