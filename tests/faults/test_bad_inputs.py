@@ -564,3 +564,42 @@ def test_write_failure_is_one_named_line(failure, tmp_path, capsys, monkeypatch,
     assert err.splitlines() == [f"au-agent describe: error: {out}: {os.strerror(WRITE_FAILURES[failure]('').errno)}"]
     assert not out.exists()
     record_property("fault_case", "bad-input:clean-error")
+
+
+# ------------------------------------------------------------------------------------------- precomputed records
+# A `{name}.json` beside `{name}.npy` is read by precompute (resume), the AffectGPT mixin and evaluation.
+
+def _saved_pair(out: Path) -> Path:
+    import numpy as np
+
+    from affectgpt_patch.features import VideoFeatures, save_video_features
+
+    save_video_features(out, VideoFeatures("clip", np.zeros((2, 4), dtype=np.float32), np.array([True, False]),
+                                           [1, None], ["AU12: 2.00", None], ["A smile.", None]))
+    return out / "clip.json"
+
+
+BAD_RECORDS = {
+    "a JSON list": lambda meta: meta.write_text("[1, 2, 3]"),
+    "mask of strings": lambda meta: meta.write_text(json.dumps({**json.loads(meta.read_text()), "mask": "yes"})),
+    "frames of text": lambda meta: meta.write_text(json.dumps({**json.loads(meta.read_text()), "frames": ["a", 1]})),
+    "no npy hash": lambda meta: meta.write_text(json.dumps({k: v for k, v in json.loads(meta.read_text()).items()
+                                                            if k != "npy_sha256"})),
+    "Latin-1 text": lambda meta: meta.write_bytes('{"name": "café"}'.encode("latin-1")),
+    "a folder": lambda meta: (meta.unlink(), meta.mkdir()),
+}
+
+
+@pytest.mark.parametrize("problem", BAD_RECORDS)
+def test_bad_precomputed_record_is_named(problem, tmp_path, record_property):
+    from affectgpt_patch.features import load_precomputed, precomputed_meta
+    from data_prep.errors import AUAgentError
+
+    meta = _saved_pair(tmp_path)
+    assert load_precomputed(tmp_path, "clip") is not None  # the pair as written is fine
+    BAD_RECORDS[problem](meta)
+    for read in (load_precomputed, precomputed_meta):
+        with pytest.raises(AUAgentError) as e:
+            read(tmp_path, "clip")
+        assert str(e.value).startswith(f"{meta}: ") and "\n" not in str(e.value)
+    record_property("fault_case", "bad-input:clean-error")
