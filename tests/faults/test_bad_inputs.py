@@ -169,6 +169,11 @@ def _good_csv(e: Env) -> str:
     return e.csv()
 
 
+def _card_folder(e: Env) -> Tuple[List[str], str]:
+    e.mkdir("ag/agent_card.json")
+    return [_good_csv(e), "--agent", e.p("ag")], e.p("ag")
+
+
 def _describe_opt(*opts: str, named: Optional[str] = None) -> Build:
     return lambda e: ([_good_csv(e), *opts], named or opts[0])
 
@@ -199,6 +204,12 @@ cases("describe", {
     "--cache-dir is a file": lambda e: ([_good_csv(e), "--cache-dir", e.write("cache", "x")], e.p("cache")),
     "--agent folder missing": lambda e: ([_good_csv(e), "--agent", e.p("no-agent")], e.p("no-agent")),
     "--agent is an empty folder": lambda e: ([_good_csv(e), "--agent", e.mkdir("agent")], e.p("agent")),
+    "agent card Latin-1": lambda e: ([_good_csv(e), "--agent", e.p("ag")],
+                                     e.write("ag/agent_card.json", '{"x": "café"}'.encode("latin-1"))),
+    "agent card a list": lambda e: ([_good_csv(e), "--agent", e.p("ag")], e.write("ag/agent_card.json", "[1]")),
+    "agent card incomplete": lambda e: ([_good_csv(e), "--agent", e.p("ag")],
+                                        e.write("ag/agent_card.json", '{"base_model": 5}')),
+    "agent card a folder": lambda e: _card_folder(e),
     "--backend openai without --api-base": _describe_opt("--backend", "openai", named="--api-base"),
     "unknown option": _describe_opt("--frobnicate", named="--frobnicate"),
 })
@@ -227,6 +238,11 @@ def _mer_raw(raw) -> Build:
         mer, f = e.mer(raw=raw)
         return ["--mer-factory-output", mer, "--out", e.p("ds")], f
     return build
+
+
+def _mer_folder_analysis(e: Env) -> Tuple[List[str], str]:
+    e.mkdir("mer/clip/clip_au_analysis.json")
+    return ["--mer-factory-output", e.p("mer"), "--out", e.p("ds")], e.p("mer")
 
 
 def _alpaca(records: Sequence, raw=None) -> Build:
@@ -259,8 +275,7 @@ cases("prepare-data", {
     "MER intensity text": _mer_entry(active_aus={"AU12": "high"}),
     "MER unknown AU99": _mer_entry(active_aus={"AU99": 2.0}),
     "MER active_aus a list": _mer_entry(active_aus=[1, 2]),
-    "MER analysis is a folder": lambda e: (["--mer-factory-output", e.p("mer"), "--out", e.p("ds")]
-                                           if e.mkdir("mer/clip/clip_au_analysis.json") else [], e.p("mer")),
+    "MER analysis is a folder": lambda e: _mer_folder_analysis(e),
     "Alpaca file missing": lambda e: (["--import-alpaca", e.p("none.jsonl"), "--out", e.p("ds")], e.p("none.jsonl")),
     "Alpaca empty file": _alpaca([], raw=""),
     "Alpaca JSONL bad line": _alpaca([], raw=json.dumps(GOOD_RECORD) + "\n{oops\n"),
@@ -353,6 +368,11 @@ def _train_file(rel: str, content) -> Build:
     return build
 
 
+def _recipe_file(e: Env, content) -> Tuple[List[str], str]:
+    f = e.write("recipe.yaml", content)
+    return ["--recipe", f, "--dataset", e.dataset(), "--out", e.p("o")], f
+
+
 cases("train", {
     "dataset missing": lambda e: (_train(e.p("nods")), e.p("nods")),
     "dataset is a file": lambda e: (_train(e.write("ds.json", "[]")), e.p("ds.json")),
@@ -377,6 +397,11 @@ cases("train", {
     "record input intensity 1e308": _train_edit("input", "AU12: 1e308"),
     "record input neutral": _train_edit("input", "none"),
     "record without output": _train_edit("output", ""),
+    "recipe YAML Latin-1": lambda e: _recipe_file(e, "a: café\n".encode("latin-1")),
+    "recipe YAML binary": lambda e: _recipe_file(e, bytes(range(256))),
+    "recipe YAML a list": lambda e: _recipe_file(e, "[1, 2]\n"),
+    "recipe YAML unparseable": lambda e: _recipe_file(e, "key: [unclosed\n"),
+    "recipe YAML empty": lambda e: _recipe_file(e, ""),
     "unknown recipe": lambda e: (["--recipe", "nope", "--dataset", e.dataset(), "--out", e.p("o")], "'nope'"),
     "bad override": lambda e: (_train(e.dataset(), "max_steps"), "max_steps"),
 })
