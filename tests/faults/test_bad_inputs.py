@@ -3,7 +3,8 @@ the file or option at fault, nothing on stdout, and no new, changed or partial f
 
 Cases are a table: ``(subcommand, name, build)`` where ``build(env)`` creates the inputs in a fresh folder and
 returns the arguments after the subcommand and the text the error line must contain (a path or an option).
-Everything runs in process on the rules backend and tiny fixtures: no model is loaded.
+Everything runs in process on the rules backend and tiny fixtures: no model is loaded. Commands run with ``-q``,
+as scripts run them: without it, a progress bar drawn before the error also goes to stderr.
 """
 from __future__ import annotations
 
