@@ -24,7 +24,15 @@ TRAIN_ARGS ?=
 
 install: $(STAMP)
 
+# LLaMA-Factory 0.9.5 (the train extra) needs Python >= 3.11; only the agent runtime runs on 3.10.
+PY310_MESSAGE := error: the train extra (LLaMA-Factory 0.9.5) needs Python >= 3.11; on Python 3.10 only the agent \
+runtime inside AffectGPT runs (mixin, features, agent backends): make install EXTRAS=agent,eval or \
+pip install -e ".[agent]"
+
 $(STAMP): setup.cfg pyproject.toml constraints.txt
+	@py=$$(test -x $(PY) && echo $(PY) || echo $(PYTHON)); \
+	$$py -c 'import sys; sys.exit(3 if sys.version_info < (3, 11) and "train" in "$(EXTRAS)".split(",") else 0)'; \
+	rc=$$?; if [ $$rc -eq 3 ]; then echo '$(PY310_MESSAGE)' >&2; exit 1; fi; exit $$rc
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
 	$(PY) -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"

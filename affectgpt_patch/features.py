@@ -157,16 +157,38 @@ def save_video_features(out_dir: os.PathLike, vf: VideoFeatures) -> None:
 def _complete_pair(out_dir: Path, name: str) -> Optional[Tuple[Dict[str, Any], bytes]]:
     """The JSON record and npy bytes of a complete, consistent pair; None when missing or incomplete."""
     npy, meta_path = out_dir / f"{name}.npy", out_dir / f"{name}.json"
+    if meta_path.is_dir():
+        raise AUAgentError("a folder where a precomputed record (JSON file) is expected", meta_path)
     if not (npy.is_file() and meta_path.is_file()):
         return None
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError:
         return None
+    except UnicodeDecodeError:
+        raise AUAgentError("not UTF-8 text: not a record written by au-agent precompute", meta_path) from None
+    problem = _record_problem(meta)
+    if problem:
+        raise AUAgentError(f"{problem}: not a record written by au-agent precompute", meta_path)
     data = npy.read_bytes()
     if hashlib.sha256(data).hexdigest() != meta.get("npy_sha256"):
         return None
     return meta, data
+
+
+def _record_problem(meta: Any) -> Optional[str]:
+    """What makes a parsed ``{name}.json`` unusable (wrong JSON types), or None."""
+    if not isinstance(meta, dict):
+        return f"a JSON {type(meta).__name__}, not an object"
+    lists = {"shape": int, "mask": bool, "frames": (int, type(None)), "inputs": (str, type(None)),
+             "descriptions": (str, type(None))}
+    for key, kind in lists.items():
+        value = meta.get(key)
+        if not isinstance(value, list) or not all(isinstance(v, kind) for v in value):
+            return f"{key!r} is not a list of the expected values"
+    if not isinstance(meta.get("npy_sha256"), str):
+        return "'npy_sha256' is not a string"
+    return None
 
 
 def precomputed_meta(out_dir: os.PathLike, name: str) -> Optional[Dict[str, Any]]:

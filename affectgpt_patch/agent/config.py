@@ -119,6 +119,10 @@ def agent_config(cfg: Any = None, **overrides: Any) -> AgentConfig:
         _apply_agent_dir(config)
     if config.backend not in BACKENDS:
         raise AUAgentError(f"unknown agent backend {config.backend!r}; choose one of {', '.join(BACKENDS)}")
+    for name in ("batch_size", "max_new_tokens", "concurrency"):  # a config file's 0 would fail deep in a backend
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise AUAgentError(f"agent option {name} must be an integer >= 1, got {value!r}")
     if config.backend in ("hf", "vllm") and not config.base_model:
         raise AUAgentError(f"the {config.backend} backend needs a base model (au_agent_base_model or an agent folder)")
     if config.backend == "openai" and not config.api_base:
