@@ -487,6 +487,37 @@ cases("patch-affectgpt", {
 })
 
 
+# ------------------------------------------------------------------------------------------- inspect
+
+def _inspect_jsonl(content) -> Build:
+    def build(e: Env):
+        f = e.write("descriptions.jsonl", content)
+        return [f], f
+    return build
+
+
+GOOD_LINE = json.dumps({"video": "clip", "frame": 1, "input": "AU12: 2.00", "description": "A smile."})
+
+cases("inspect", {
+    "input missing": lambda e: ([e.p("features")], e.p("features")),
+    "folder without features": lambda e: ([e.mkdir("features")], e.p("features")),
+    "folder with only notes": lambda e: ([str(Path(e.write("features/notes.txt", "x")).parent)], e.p("features")),
+    "feature record without its npy": lambda e: ([str(Path(e.write("features/clip.json", '{"name": "cl')).parent)],
+                                                 e.p("features")),
+    "descriptions empty": _inspect_jsonl(""),
+    "descriptions binary": _inspect_jsonl(bytes(range(256))),
+    "descriptions truncated line": _inspect_jsonl(GOOD_LINE + "\n" + GOOD_LINE[:20] + "\n"),
+    "descriptions line not an object": _inspect_jsonl(GOOD_LINE + "\n[1]\n"),
+    "eval report without predictions": lambda e: ([str(Path(e.write("eval/report.json", "{}")).parent)],
+                                                  e.p("eval")),
+    "--openface-dir missing": lambda e: ([e.write("d.jsonl", GOOD_LINE + "\n"), "--openface-dir", e.p("of")],
+                                         "--openface-dir"),
+    "--videos -1": lambda e: ([e.write("d.jsonl", GOOD_LINE + "\n"), "--videos", "-1"], "--videos"),
+    "--sort unknown": lambda e: ([e.write("d.jsonl", GOOD_LINE + "\n"), "--sort", "size"], "--sort"),
+    "--out is a folder": lambda e: ([e.write("d.jsonl", GOOD_LINE + "\n"), "--out", e.mkdir("page")], e.p("page")),
+})
+
+
 # ------------------------------------------------------------------------------------------- the command itself
 
 cases("", {
