@@ -27,8 +27,8 @@ from . import shims
 log = logging.getLogger(__name__)
 
 USER_MESSAGE = "Please infer the person's emotional state and provide your reasoning process."  # inference_hybird's
-TRAIN_REPORT, INFER_REPORT = "train.json", "infer.json"
-AU_INITIAL, AU_FINAL, AU_INFERENCE = "au_initial.pt", "au_final.pt", "au_inference.pt"
+TRAIN_REPORT, INFER_REPORT = shims.TRAIN_REPORT, shims.INFER_REPORT
+AU_INITIAL, AU_FINAL, AU_INFERENCE = shims.AU_INITIAL, shims.AU_FINAL, shims.AU_INFERENCE
 
 
 def _module(name: str) -> Optional[Any]:
@@ -219,12 +219,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--cfg-path")
     parser.add_argument("--ckpt")
     parser.add_argument("--max-new-tokens", type=int, default=16)
-    parser.add_argument("rest", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rest = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     sys.path.insert(0, os.getcwd())  # AffectGPT's scripts import `config` and `my_affectgpt` from the code root
     args.out.mkdir(parents=True, exist_ok=True)
     if args.mode == "train":
-        rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
         return train(rest, args.out, args.device)
     return infer(args.cfg_path, args.ckpt, args.out, args.device, args.max_new_tokens)
 

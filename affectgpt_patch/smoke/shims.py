@@ -25,6 +25,9 @@ from typing import Any, Dict, Iterable, List, Optional
 log = logging.getLogger(__name__)
 
 SUPPORTED_TORCH = ("2.4.0", "2.1.0")  # the versions AffectGPT's task and runner accept
+#: What the launcher writes for the smoke table (in its --out folder).
+TRAIN_REPORT, INFER_REPORT = "train.json", "infer.json"
+AU_INITIAL, AU_FINAL, AU_INFERENCE = "au_initial.pt", "au_final.pt", "au_inference.pt"
 
 
 # ------------------------------------------------------------------------------------------------ shims
