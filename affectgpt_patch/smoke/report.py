@@ -165,4 +165,5 @@ def answer_row(infer: Mapping[str, Any]) -> Row:
     if infer.get("error"):
         return Row("Chat answered with AU", False, infer["error"])
     ok = isinstance(answer, str) and bool(answer.strip())
-    return Row("Chat answered with AU", ok, repr(answer[:60]) if isinstance(answer, str) else "no answer")
+    return Row("Chat answered with AU", ok,
+               f"{len(answer)} characters: {answer[:40]!a}" if isinstance(answer, str) else "no answer")
