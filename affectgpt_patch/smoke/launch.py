@@ -38,6 +38,23 @@ def _module(name: str) -> Optional[Any]:
         return None
 
 
+def import_affectgpt(recorder: shims.Recorder) -> None:
+    """Import AffectGPT's packages as ``train.py`` does; when they fail only because pytorchvideo needs a module
+    torchvision dropped, alias it (as upstream AffectGPT does itself), say so, and import again."""
+    try:
+        importlib.import_module("my_affectgpt.tasks")
+    except ModuleNotFoundError as e:
+        if e.name != shims.FUNCTIONAL_TENSOR:
+            raise
+        for name in [m for m in sys.modules if m == "my_affectgpt" or m.startswith("my_affectgpt.")]:
+            del sys.modules[name]
+        shims.alias_functional_tensor()
+        recorder.note_shims([f"{shims.FUNCTIONAL_TENSOR} aliased to torchvision.transforms.functional "
+                             f"(this checkout imports pytorchvideo without that alias; torchvision >= 0.17 "
+                             f"removed the module)"])
+        importlib.import_module("my_affectgpt.tasks")
+
+
 def apply_cpu_shims(recorder: shims.Recorder) -> None:
     runner = _module("my_affectgpt.runners.runner_base")
     task = _module("my_affectgpt.tasks.base_task")
@@ -55,8 +72,6 @@ def train(argv: List[str], out: Path, device: str) -> int:
     import torch
 
     recorder = shims.Recorder()
-    if device == "cpu":
-        apply_cpu_shims(recorder)
     built = {}
 
     def after_build(model, cfg):
@@ -68,13 +83,14 @@ def train(argv: List[str], out: Path, device: str) -> int:
         built["model"] = model
         return model
 
-    task = _module("my_affectgpt.tasks.base_task")
-    if task is None or not hasattr(task, "BaseTask"):
-        raise SystemExit("my_affectgpt.tasks.base_task.BaseTask not found: is this an AffectGPT code root?")
-    shims.patch_build_model(task.BaseTask, after_build)
     sys.argv = ["train.py", *argv]
     rc = 0
     try:
+        import_affectgpt(recorder)
+        if device == "cpu":
+            apply_cpu_shims(recorder)
+        task = importlib.import_module("my_affectgpt.tasks.base_task")
+        shims.patch_build_model(task.BaseTask, after_build)
         runpy.run_path("train.py", run_name="__main__")
     except SystemExit as e:
         rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -122,6 +138,7 @@ def infer(cfg_path: str, ckpt: str, out: Path, device: str, max_new_tokens: int)
 
     recorder = shims.Recorder()
     try:
+        import_affectgpt(recorder)
         if device == "cpu":
             shims.patch_torch_version(_module("my_affectgpt.tasks.base_task"),
                                       _module("my_affectgpt.runners.runner_base"))

@@ -177,6 +177,8 @@ def smoke_config(base: Path, opts: SmokeOptions, features: Path, clip_path: Path
     for key in ("ckpt", "ckpt_2", "ckpt_3"):  # start from the stand-ins, not from released weights
         if key in cfg.model:
             cfg.model[key] = ""
+    if cfg.model.get("skip_encoders"):  # the AU fork's pre-extracted mode: the tiny data is raw media
+        cfg.model.skip_encoders = False
     au_keys = {"use_au_agent": True, "au_precomputed_dir": str(features), "openface_output_dir": None,
                "au_agent_dir": None, "au_agent_base_model": None, "au_agent_lora_weights": None,
                "mer_factory_output": None, "au_clip_model": str(clip_path)}
@@ -388,7 +390,7 @@ def _run(opts: SmokeOptions, run: SmokeRun, overrides: Sequence[Tuple[str, Any]]
              f"python {sys.version.split()[0]}, " + _versions()]
     if applied:
         notes.append("--set " + " ".join(applied))
-    used = sorted(set(train.get("shims", [])))
+    used = sorted(set(train.get("shims", [])) | set(infer.get("shims", [])))
     if used:
         notes.append("run-time shims: " + "; ".join(used))
     title = f"AffectGPT smoke test of {opts.checkout} ({checkout.layout}; {_variant(checkout)})"

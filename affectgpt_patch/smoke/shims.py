@@ -96,6 +96,20 @@ def patch_torch_version(*modules: Any, version: str = SUPPORTED_TORCH[0]) -> Lis
     return done
 
 
+FUNCTIONAL_TENSOR = "torchvision.transforms.functional_tensor"
+
+
+def alias_functional_tensor() -> None:
+    """pytorchvideo 0.1.5 imports ``torchvision.transforms.functional_tensor``, which torchvision 0.17 removed;
+    AffectGPT's pinned torchvision is 0.19. Upstream AffectGPT aliases it to ``functional`` in
+    ``ImageBind/data.py``; checkouts without that line need it done for them."""
+    import sys
+
+    import torchvision.transforms.functional as functional
+
+    sys.modules.setdefault(FUNCTIONAL_TENSOR, functional)
+
+
 def patch_build_model(task_cls: Any, after_build) -> None:
     """``task.build_model(cfg)`` → ``after_build(model, cfg)`` (which may return a replacement)."""
     original = task_cls.build_model
