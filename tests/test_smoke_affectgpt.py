@@ -338,8 +338,11 @@ def test_checkpoint_inference_splice_and_answer_rows():
     assert not report.splice_row(3, good, [{"counts": [1], "exact": [True]}]).ok
     assert not report.splice_row(3, good, [{"counts": [3], "exact": [False]}]).ok
     assert not report.splice_row(3, good, []).ok
-    assert report.answer_row({"answer": "happy"}).ok
-    assert not report.answer_row({"answer": "  "}).ok and not report.answer_row({"error": "x"}).ok
+    assert report.answer_row({"answer": "happy", "generated_tokens": 3}).ok
+    assert report.answer_row({"answer": "", "generated_tokens": 1}).ok, "random weights may stop at once"
+    assert not report.answer_row({"answer": "happy", "generated_tokens": 0}).ok
+    assert not report.answer_row({"answer": None, "generated_tokens": 2}).ok
+    assert not report.answer_row({"error": "x", "generated_tokens": 2}).ok
 
 
 def test_table_and_exit_code():

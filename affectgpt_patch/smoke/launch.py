@@ -26,6 +26,11 @@ from . import shims
 
 log = logging.getLogger(__name__)
 
+#: What the AU fork's inference_hybird.py sets by hand on a dataset built without configs (its training
+#: ``__init__`` reads them from ``dataset_cfg``), for raw media; set only where the class lacks them.
+FORK_INFERENCE_ATTRIBUTES = {"frame_sampling": "uniform", "use_realtime_extraction": False,
+                             "use_preextracted_features": False, "mer_factory_output": None, "_clip_model": None,
+                             "_clip_preprocess": None, "use_au_clip_realtime": False}
 USER_MESSAGE = "Please infer the person's emotional state and provide your reasoning process."  # inference_hybird's
 TRAIN_REPORT, INFER_REPORT = shims.TRAIN_REPORT, shims.INFER_REPORT
 AU_INITIAL, AU_FINAL, AU_INFERENCE = shims.AU_INITIAL, shims.AU_FINAL, shims.AU_INFERENCE
@@ -128,7 +133,10 @@ def _wrap_generate(chat: Any, recorder: shims.Recorder, token_id: int, expected:
         if embeds is not None and ids is not None:
             ids = ids[-embeds.shape[1]:].unsqueeze(0).to(embeds.device)  # answer_sample may cut the head
             recorder.record_inference(ids, embeds, None if tokens is None else tokens[:1], token_id, expected)
-        return generate(*args, **kwargs)
+        output = generate(*args, **kwargs)
+        sequences = getattr(output, "sequences", output)
+        recorder.data["generated_tokens"] = int(sequences.shape[-1])  # from inputs_embeds: new tokens only
+        return output
 
     llm.generate = capture_generate
 
@@ -189,6 +197,9 @@ def _answer_one(cfg_path: str, ckpt: str, out: Path, device: str, max_new_tokens
         if proc_cfg is not None:
             setattr(dataset_cls, attr, registry.get_processor_class(proc_cfg.train.name).from_config(proc_cfg.train))
     dataset_cls.n_frms = model_cfg.vis_processor.train.n_frms
+    for attr, value in {"frame_n_frms": dataset_cls.n_frms, **FORK_INFERENCE_ATTRIBUTES}.items():
+        if not hasattr(dataset_cls, attr):
+            setattr(dataset_cls, attr, value)
     if hasattr(dataset_cls, "configure_au"):
         dataset_cls.configure_au(inference_cfg, *datasets_cfg.values(), model_cfg)
 

@@ -161,9 +161,12 @@ def splice_row(expected: int, train_splices: Sequence[Mapping[str, Any]],
 
 
 def answer_row(infer: Mapping[str, Any]) -> Row:
-    answer = infer.get("answer")
+    """The answer came out of ``Chat.answer_sample``: the LLM generated tokens from the spliced input. Its text
+    may be empty (random weights can stop at once on ``###`` or EOS, which the checkout strips)."""
     if infer.get("error"):
         return Row("Chat answered with AU", False, infer["error"])
-    ok = isinstance(answer, str) and bool(answer.strip())
-    return Row("Chat answered with AU", ok,
-               f"{len(answer)} characters: {answer[:40]!a}" if isinstance(answer, str) else "no answer")
+    answer, generated = infer.get("answer"), int(infer.get("generated_tokens") or 0)
+    ok = isinstance(answer, str) and generated > 0
+    detail = f"{generated} tokens generated" + (f"; answer {answer[:40]!a}" if isinstance(answer, str) else
+                                                "; no answer")
+    return Row("Chat answered with AU", ok, detail)
