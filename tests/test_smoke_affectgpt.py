@@ -325,6 +325,17 @@ def test_each_training_failure_fails_its_row(change, failing):
     assert not rows[failing].ok, rows[failing]
 
 
+def test_a_branch_frozen_by_the_config_has_nothing_to_learn():
+    frozen = _train_record(trainable=[], frozen=["au_branch.w", "au_branch.b"], grad_norms={})
+    rows = {r.check: r for r in report.training_rows(frozen, 2, {"au_branch.w": False, "au_branch.b": False},
+                                                     frozen_by_config=True)}
+    assert rows["AU branch got a gradient"].ok and rows["AU weights changed by training"].ok
+    moved = report.training_rows(frozen, 2, {"au_branch.w": True, "au_branch.b": False}, frozen_by_config=True)
+    assert not moved[-1].ok, "a frozen tensor that changed is a failure"
+    unasked = {r.check: r for r in report.training_rows(frozen, 2, {}, frozen_by_config=False)}
+    assert not unasked["AU branch got a gradient"].ok, "frozen without being asked to is a failure"
+
+
 def test_checkpoint_inference_splice_and_answer_rows():
     assert report.checkpoint_row("c.pth", {"a": True, "b": True}).ok
     missing = report.checkpoint_row("c.pth", {"a": True, "b": None})

@@ -58,8 +58,10 @@ def not_reached(check: str, why: str) -> Row:
     return Row(check, False, f"not reached: {why}")
 
 
-def training_rows(train: Mapping[str, Any], steps: int, changed: Optional[Mapping[str, bool]]) -> List[Row]:
-    """Rows from the training process's record: it ran, loss, AU features, gradient, weights."""
+def training_rows(train: Mapping[str, Any], steps: int, changed: Optional[Mapping[str, bool]],
+                  frozen_by_config: bool = False) -> List[Row]:
+    """Rows from the training process's record: it ran, loss, AU features, gradient, weights. With
+    ``frozen_by_config`` (``frozen_au_proj: true``) an AU branch with nothing trainable is what was asked for."""
     rows: List[Row] = []
     losses = train.get("losses", [])
     error = train.get("error")
@@ -72,8 +74,12 @@ def training_rows(train: Mapping[str, Any], steps: int, changed: Optional[Mappin
     rows.append(au_features_row(batches))
     trainable, frozen = train.get("trainable", []), train.get("frozen", [])
     norms: Dict[str, List[float]] = train.get("grad_norms", {})
+    all_frozen = frozen_by_config and not trainable and bool(frozen)
     if not trainable and not frozen:
         rows.append(Row("AU branch got a gradient", False, "the model has no AU parameters (au_*)"))
+    elif all_frozen:
+        rows.append(Row("AU branch got a gradient", True,
+                        f"all {len(frozen)} AU tensors frozen by frozen_au_proj: nothing to learn"))
     else:
         bad = [n for n in trainable if any(not _finite(g) for g in norms.get(n, []))]
         top = max((g for n in trainable for g in norms.get(n, []) if _finite(g)), default=0.0)
@@ -87,7 +93,13 @@ def training_rows(train: Mapping[str, Any], steps: int, changed: Optional[Mappin
         if frozen:
             detail += f"; frozen: {_short(frozen)}"
         rows.append(Row("AU branch got a gradient", bool(trainable) and not zero and not bad, detail))
-    if changed is None:
+    if all_frozen:
+        unchanged = [n for n in frozen if changed and changed.get(n, False)]
+        rows.append(Row("AU weights changed by training", changed is not None and not unchanged,
+                        "frozen AU tensors stayed as built" if changed is not None and not unchanged
+                        else f"frozen AU tensors changed: {_short(unchanged)}" if unchanged
+                        else "no AU weights were saved"))
+    elif changed is None:
         rows.append(not_reached("AU weights changed by training", "no AU weights were saved"))
     else:
         unchanged = [n for n in trainable if not changed.get(n, False)]

@@ -360,7 +360,7 @@ def _run(opts: SmokeOptions, run: SmokeRun, overrides: Sequence[Tuple[str, Any]]
     changed = None
     if initial is not None and final is not None:
         changed = {n: v is False for n, v in compare_tensors(initial, final).items()}
-    rows = report.training_rows(train, opts.steps, changed)
+    rows = report.training_rows(train, opts.steps, changed, frozen_by_config=bool(cfg.model.get("frozen_au_proj")))
 
     ckpt = latest_checkpoint(code_root, SMOKE_CONFIG) if rc == 0 else None
     saved = _load(ckpt) if ckpt is not None else None
