@@ -142,8 +142,6 @@ def _wrap_generate(chat: Any, recorder: shims.Recorder, token_id: int, expected:
 
 
 def infer(cfg_path: str, ckpt: str, out: Path, device: str, max_new_tokens: int) -> int:
-    import torch
-
     recorder = shims.Recorder()
     try:
         import_affectgpt(recorder)
