@@ -64,3 +64,20 @@ demo: $(STAMP)
 
 clean:
 	rm -rf demo_out bench_out gpu_check .pytest_cache build *.egg-info
+
+# AffectGPT's own environment (Python >= 3.10, torch 2.4.0, transformers 4.49.0, ...) plus au-agent[agent], for
+# `au-agent smoke-affectgpt` and for running a patched AffectGPT. Idempotent like .venv.
+AFFECTGPT_VENV ?= .venv-affectgpt
+AFFECTGPT_REQ := affectgpt_patch/smoke/requirements-affectgpt.txt
+AFFECTGPT_STAMP := $(AFFECTGPT_VENV)/.installed
+
+.PHONY: affectgpt-env
+affectgpt-env: $(AFFECTGPT_STAMP)
+
+$(AFFECTGPT_STAMP): $(AFFECTGPT_REQ) setup.cfg pyproject.toml
+	@test -x $(AFFECTGPT_VENV)/bin/python || $(PYTHON) -m venv $(AFFECTGPT_VENV)
+	$(AFFECTGPT_VENV)/bin/python -c 'import sys; assert sys.version_info >= (3, 10), "AffectGPT needs Python >= 3.10"'
+	$(AFFECTGPT_VENV)/bin/python -m pip install -q -U pip
+	$(AFFECTGPT_VENV)/bin/python -m pip install -q -r $(AFFECTGPT_REQ) -e ".[agent]"
+	@$(AFFECTGPT_VENV)/bin/python -m pip check || echo "warning: pip check reported conflicts (see above)"
+	@touch $@

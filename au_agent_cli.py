@@ -9,6 +9,7 @@ function; user errors (:class:`data_prep.AUAgentError`) become one line on stder
     au-agent eval             stage 3  BLEU / ROUGE-L / AU fidelity report               (affectgpt_patch.evaluate)
     au-agent inspect          stage 3  one HTML page: AU heatmaps, chosen frames, texts  (affectgpt_patch.inspect_page)
     au-agent patch-affectgpt  stage 3  add the AU modality to an AffectGPT checkout      (affectgpt_patch.patcher)
+    au-agent smoke-affectgpt  stage 3  train + answer a patched copy for a few CPU steps  (affectgpt_patch.smoke)
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ log = logging.getLogger("au_agent")
 
 Handler = Callable[[argparse.Namespace], int]
 _SUBCOMMANDS: List = []  # (name, help, add_arguments)
-PIPELINE_ORDER = ["prepare-data", "train", "test-agent", "describe", "precompute", "eval", "inspect", "patch-affectgpt"]
+PIPELINE_ORDER = ["prepare-data", "train", "test-agent", "describe", "precompute", "eval", "inspect", "patch-affectgpt",
+                  "smoke-affectgpt"]
 _HANDLERS: Dict[str, Handler] = {}
 
 
@@ -310,6 +312,39 @@ def _patch_affectgpt(p: argparse.ArgumentParser) -> Handler:
         if not a.dry_run:
             log.info("%d files written%s", len(report.changed), "" if report.changed else " (already patched)")
         return 0
+
+    return run
+
+
+# ----------------------------------------------------------------------------------------- smoke-affectgpt
+
+
+@subcommand("smoke-affectgpt", "train a patched copy of an AffectGPT checkout for a few steps and answer one "
+                               "sample with AU; a table, exit 1 when a check fails")
+def _smoke_affectgpt(p: argparse.ArgumentParser) -> Handler:
+    from affectgpt_patch.smoke import SmokeOptions
+
+    defaults = SmokeOptions(checkout=Path("."))
+    p.add_argument("path", type=Path, help="the AffectGPT checkout (never modified: a temporary copy is used)")
+    p.add_argument("--steps", type=argtypes.int_range(1), default=defaults.steps,
+                   help="training steps (default %(default)s)")
+    p.add_argument("--config", help="an AU training config of the checkout (default: the one the patcher writes)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary copy, logs and probes for inspection")
+    p.add_argument("--device", type=argtypes.device, default=defaults.device,
+                   help="cpu (default) or cuda: the same check with real kernels")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. au_fusion_type=mean, num_au_query_token=3, "
+                        "frozen_au_proj=true, run.batch_size_train=3 (repeatable)")
+    p.add_argument("--clip-width", type=argtypes.int_range(8, 4096), default=defaults.clip_width,
+                   help="AU feature width of the tiny CLIP (512 like ViT-B/32, 768 like ViT-L/14)")
+
+    def run(a: argparse.Namespace) -> int:
+        from affectgpt_patch.smoke import run_smoke
+
+        result = run_smoke(SmokeOptions(checkout=a.path, steps=a.steps, config=a.config, keep=a.keep,
+                                        device=a.device, overrides=a.overrides, clip_width=a.clip_width))
+        sys.stdout.write(result.format() + "\n")
+        return result.exit_code
 
     return run
 

@@ -518,6 +518,19 @@ cases("inspect", {
 })
 
 
+# ------------------------------------------------------------------------------------------- smoke-affectgpt
+
+cases("smoke-affectgpt", {
+    "checkout missing": lambda e: ([e.p("AffectGPT")], e.p("AffectGPT")),
+    "checkout is a file": lambda e: ([e.write("AffectGPT", "x")], e.p("AffectGPT")),
+    "empty folder": lambda e: ([e.mkdir("AffectGPT")], e.p("AffectGPT")),
+    "symlink loop": lambda e: ([e.symlink("AffectGPT", e.p("AffectGPT"))], e.p("AffectGPT")),
+    "--steps 0": lambda e: ([e.mkdir("AffectGPT"), "--steps", "0"], "--steps"),
+    "--device unknown": lambda e: ([e.mkdir("AffectGPT"), "--device", "tpu"], "--device"),
+    "--clip-width 0": lambda e: ([e.mkdir("AffectGPT"), "--clip-width", "0"], "--clip-width"),
+})
+
+
 # ------------------------------------------------------------------------------------------- the command itself
 
 cases("", {
