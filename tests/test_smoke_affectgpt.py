@@ -340,6 +340,9 @@ def test_checkpoint_inference_splice_and_answer_rows():
     assert report.checkpoint_row("c.pth", {"a": True, "b": True}).ok
     missing = report.checkpoint_row("c.pth", {"a": True, "b": None})
     assert not missing.ok and "missing: b" in missing.detail
+    frozen = report.checkpoint_row("c.pth", {"a": True, "b": None}, frozen=["b"])
+    assert frozen.ok and "rebuilt from au_init_seed: b" in frozen.detail, "frozen_au_proj: the runner saves no b"
+    assert not report.checkpoint_row("c.pth", {"a": None, "b": None}, frozen=["b"]).ok
     assert not report.checkpoint_row(None, None).ok
     assert report.inference_weights_row({"a": True}, None).ok
     assert not report.inference_weights_row({"a": False}, None).ok

@@ -126,15 +126,24 @@ def au_features_row(batches: Sequence[Mapping[str, Any]]) -> Row:
     return Row(check, ok, detail)
 
 
-def checkpoint_row(ckpt_name: Optional[str], ckpt_equal: Optional[Mapping[str, Optional[bool]]]) -> Row:
-    """``ckpt_equal``: AU tensor name → True (saved, equal to the trained one), False (differs), None (absent)."""
+def checkpoint_row(ckpt_name: Optional[str], ckpt_equal: Optional[Mapping[str, Optional[bool]]],
+                   frozen: Sequence[str] = ()) -> Row:
+    """``ckpt_equal``: AU tensor name → True (saved, equal to the trained one), False (differs), None (absent).
+
+    AffectGPT's runner saves trainable parameters only, so a tensor frozen by ``frozen_au_proj`` is absent by
+    design: that is fine only because the branch rebuilds it from ``au_init_seed``, which the next row proves by
+    comparing the tensors inference loaded with the trained ones."""
     check = "checkpoint holds the AU branch"
     if ckpt_name is None or ckpt_equal is None:
         return not_reached(check, "train.py saved no checkpoint")
-    absent = [n for n, v in ckpt_equal.items() if v is None]
+    absent = [n for n, v in ckpt_equal.items() if v is None and n not in frozen]
+    rebuilt = [n for n, v in ckpt_equal.items() if v is None and n in frozen]
     differ = [n for n, v in ckpt_equal.items() if v is False]
     ok = bool(ckpt_equal) and not absent and not differ
-    detail = f"{ckpt_name}: {len(ckpt_equal) - len(absent)}/{len(ckpt_equal)} AU tensors"
+    saved = len(ckpt_equal) - len(absent) - len(rebuilt)
+    detail = f"{ckpt_name}: {saved}/{len(ckpt_equal)} AU tensors"
+    if rebuilt:
+        detail += f"; frozen, not saved by the runner, rebuilt from au_init_seed: {_short(rebuilt)}"
     if absent:
         detail += f"; missing: {_short(absent)}"
     if differ:

@@ -177,6 +177,7 @@ def smoke_config(base: Path, opts: SmokeOptions, features: Path, clip_path: Path
     for key in ("ckpt", "ckpt_2", "ckpt_3"):  # start from the stand-ins, not from released weights
         if key in cfg.model:
             cfg.model[key] = ""
+    cfg.model["au_feature_dim"] = opts.clip_width  # the width of the features precomputed with the tiny CLIP
     if cfg.model.get("skip_encoders"):  # the AU fork's pre-extracted mode: the tiny data is raw media
         cfg.model.skip_encoders = False
     au_keys = {"use_au_agent": True, "au_precomputed_dir": str(features), "openface_output_dir": None,
@@ -366,7 +367,8 @@ def _run(opts: SmokeOptions, run: SmokeRun, overrides: Sequence[Tuple[str, Any]]
     saved = _load(ckpt) if ckpt is not None else None
     rows.append(report.checkpoint_row(ckpt.name if ckpt else None,
                                       compare_tensors(final, saved["model"]) if saved and final is not None
-                                      else None))
+                                      else None,
+                                      frozen=train.get("frozen", []) if cfg.model.get("frozen_au_proj") else ()))
     infer: Dict[str, Any] = {"error": "not run: no checkpoint"}
     loaded_equal = None
     if ckpt is not None:
