@@ -1,7 +1,8 @@
 """``au-agent precompute``: AU features for a whole corpus, once, so training reads them at disk speed.
 
-For every ``{openface_dir}/{name}.csv`` it writes ``{out}/{name}.npy`` (float16 [T, 512]) and ``{name}.json``
-(frames, input strings, descriptions, mask, agent and CLIP fingerprints), and rebuilds ``manifest.jsonl``.
+For every ``{openface_dir}/{name}.csv`` it writes ``{out}/{name}.npy`` (float16 [T, D], D the CLIP model's
+width) and ``{name}.json`` (frames, input strings, descriptions, mask, agent and CLIP fingerprints), and
+rebuilds ``manifest.jsonl``.
 
 Work is batched across videos: a chunk of videos is planned, its distinct AU inputs are described in large
 batches, its distinct descriptions encoded in large batches, then each video is assembled and written. The
@@ -32,7 +33,7 @@ from data_prep import atomic
 from data_prep.errors import AUAgentError
 from data_prep.openface import read_openface_csv
 
-from .features import (FeatureSettings, assemble, describe_plan, meta_matches, plan_video, precomputed_meta,
+from .features import (FeatureSettings, assemble, describe_plan, meta_mismatches, plan_video, precomputed_meta,
                        save_video_features)
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, A
     todo, done_meta = [], {}
     for name in mine:  # the JSON and the npy checksum decide; the features themselves are not decoded
         meta = _done_meta(out, name)
-        if meta is not None and meta_matches(meta, opts.settings, agent.fingerprint, encoder.fingerprint):
+        if meta is not None and not meta_mismatches(meta, opts.settings, agent.fingerprint, encoder.fingerprint):
             done_meta[name] = meta
         else:
             todo.append(name)
