@@ -327,7 +327,7 @@ def load_features(opts: InspectOptions) -> Corpus:
     folder = opts.input
     metas: List[Dict[str, Any]] = []
     incomplete = []
-    paths = sorted(folder.glob("*.json"))
+    paths = sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))  # not the output marker
     for path in tqdm(paths, desc="reading features", unit="video", disable=not opts.progress):
         meta = _load_json(path)
         if not isinstance(meta, dict) or any(k not in meta for k in _FEATURE_KEYS):

@@ -10,10 +10,12 @@ batches, its distinct descriptions encoded in large batches, then each video is 
 video either complete or redone by the next run, which skips completed videos made with the same settings.
 Descriptions and CLIP features are cached, so the rerun reproduces the uninterrupted run byte for byte.
 
-A video that cannot be done (unreadable CSV, no valid frame, a name the file system refuses) is that video's
-failure, recorded atomically in ``.failures/`` (one file per video, so shards writing into one folder keep each
-other's) and removed when the video later succeeds; ``failures.jsonl`` is merged from those records at the end
-of every run. A run starts by removing the temporary files that killed runs left.
+A video that cannot be done (unreadable CSV, a name the file system refuses) is that video's failure; one
+without any valid frame is written all masked, as the dataset mixin would compute it, and listed as a failure
+too (it is re-checked on every run, so a fixed CSV is picked up). A failure is recorded atomically in
+``.failures/`` (one file per video, so shards writing into one folder keep each other's) and removed when the
+video later succeeds; ``failures.jsonl`` is merged from those records at the end of every run. A run starts by
+removing the temporary files that killed runs left.
 """
 from __future__ import annotations
 
@@ -86,7 +88,8 @@ def precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, A
     todo, done_meta = [], {}
     for name in mine:  # the JSON and the npy checksum decide; the features themselves are not decoded
         meta = _done_meta(out, name)
-        if meta is not None and not meta_mismatches(meta, opts.settings, agent.fingerprint, encoder.fingerprint):
+        if (meta is not None and _has_valid_frame(meta)  # a video without one is re-checked on every run
+                and not meta_mismatches(meta, opts.settings, agent.fingerprint, encoder.fingerprint)):
             done_meta[name] = meta
         else:
             todo.append(name)
@@ -143,10 +146,6 @@ def _run_chunk(chunk: List[str], opts: PrecomputeOptions, out: Path, agent: Any,
         except (OSError, ValueError) as e:
             _fail(out, failed, name, f"cannot read {name}.csv ({getattr(e, 'strerror', None) or e})", bar)
             continue
-        if not plan.mask.any():
-            _fail(out, failed, name, f"no valid frame (no face, or confidence below "
-                                     f"{opts.settings.min_confidence})", bar)
-            continue
         plans.append(plan)
     inputs = sorted({s for p in plans for s in p.inputs if s is not None})
     descriptions = dict(zip(inputs, agent.describe_inputs(inputs, batch_size=opts.batch_size,
@@ -163,10 +162,19 @@ def _run_chunk(chunk: List[str], opts: PrecomputeOptions, out: Path, agent: Any,
         except AUAgentError as e:  # e.g. a folder where its file should go
             _fail(out, failed, plan.name, f"cannot write its features ({e})", bar)
             continue
+        if not plan.mask.any():  # written all masked (as computed on the fly), and listed
+            _fail(out, failed, plan.name, f"no valid frame (no face, or confidence below "
+                                          f"{opts.settings.min_confidence})", bar)
+            continue
         _clear_failure(out, plan.name)
         done += 1
         bar.update(1)
     return done
+
+
+def _has_valid_frame(meta: Dict[str, Any]) -> bool:
+    mask = meta.get("mask")
+    return isinstance(mask, list) and any(m is True for m in mask)
 
 
 def _failure_path(out: Path, name: str) -> Path:

@@ -172,6 +172,7 @@ def test_one_bad_video_does_not_stop_the_corpus(corpus, tmp_path, tiny_clip, cap
     assert set(failures) == {long_name, "no_valid", "vid_005"}
     assert "cannot write its features" in failures[long_name] and "no valid frame" in failures["no_valid"]
     assert len(list((out / ".failures").iterdir())) == 3
+    assert json.loads((out / "no_valid.json").read_text())["mask"] == [False] * 8  # as the mixin computes it
     (out / "vid_005.npy").rmdir()
     shutil.copy(src / "vid_002.csv", src / "no_valid.csv")  # fixed: it succeeds now
     assert au_agent_cli.main(args(src, out, tmp_path / "c", "--keep-going", clip=tiny_clip)) == 0
