@@ -146,7 +146,10 @@ class AUSourceMixin:
         n_frms = _n_frms(model_cfg)
         if n_frms is not None and getattr(self, "n_frms", None) is None:
             self.n_frms = n_frms  # BaseDataset.__init__ sets the same value later
-        self.configure_au(dataset_cfg, model_cfg, wanted=is_au_mode(_get(dataset_cfg, "face_or_frame")))
+        wanted = is_au_mode(_get(dataset_cfg, "face_or_frame"))
+        self.configure_au(dataset_cfg, model_cfg, wanted=wanted)
+        if wanted:
+            self._check_model_side(model_cfg)
         super().__init__(*args, **kwargs)
 
     def configure_au(self, *sources: Any, wanted: Optional[bool] = None) -> None:
@@ -194,6 +197,31 @@ class AUSourceMixin:
         if self._owns_au_sources():
             self.au_source.check(_sample_names(self))
 
+    #: The AU feature width the checkout's own model accepts when it is fixed: the AU fork's model builds its
+    #: AU layers for 512-d input (``au_hidden_size = 512``); None where the installed AU branch reads
+    #: ``au_feature_dim`` from the config.
+    fixed_model_au_width: Optional[int] = 512
+
+    def _check_model_side(self, model_cfg: Any) -> None:
+        """Refuse, at dataset construction, AU settings the AU fork's own model would break on or silently
+        mistrain with: another feature width (an opaque matmul error later), or a frozen projector (randomly
+        initialised there, and AffectGPT's runner saves trainable weights only, so inference would use
+        another projector than training)."""
+        if self.fixed_model_au_width is None:
+            return
+        width = _get(model_cfg, "au_feature_dim") or self.au_feature_dim
+        if self._owns_au_sources() and self.au_source._computes():
+            width = self.au_source.clip.dim
+        if width is not None and int(width) != self.fixed_model_au_width:
+            raise AUAgentError(f"this checkout's AU model takes {self.fixed_model_au_width}-d AU features "
+                               f"(au_hidden_size in my_affectgpt/models/affectgpt.py) but the features are "
+                               f"{int(width)}-d (au_clip_model {self.au_clip_model}): use a "
+                               f"{self.fixed_model_au_width}-d CLIP such as ViT-B/32 with this checkout")
+        if _get(model_cfg, "frozen_au_proj"):
+            raise AUAgentError("frozen_au_proj: true in this checkout's AU model gives inference another "
+                               "projector than training (it is initialised randomly and the runner saves "
+                               "trainable weights only): set model.frozen_au_proj to false")
+
     def _owns_au_sources(self) -> bool:
         """Whether AU features come from the feature source: in the AU fork only its agent branch does
         (``use_au_agent``); its own pre-extracted / JSON sources are its own business."""
@@ -238,6 +266,8 @@ for _key, _default in SETTINGS.items():  # class-level defaults: what a dataset 
 
 class AUDatasetMixin(AUSourceMixin):
     """The whole AU modality for an upstream ``BaseDataset`` (see the module docstring)."""
+
+    fixed_model_au_width = None  # the installed AU branch takes au_feature_dim, and seeds a frozen projector
 
     def _owns_au_sources(self) -> bool:
         return True

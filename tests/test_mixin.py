@@ -347,6 +347,26 @@ def test_fork_uses_the_agent_path(tmp_path, samples, env, tiny_llm, data_dir):
         assert isinstance(sample_data["au"], dict) and sample_data["au_preextracted"] is False
 
 
+def test_fork_refuses_what_its_own_model_would_break_on(tmp_path, samples, env, tiny_llm, data_dir, wide_clip):
+    """The AU fork builds its AU layers for 512-d input and initialises a frozen projector randomly: both are
+    refused when the dataset is built, naming the setting, instead of a matmul error or a silently different
+    projector at inference."""
+    root, cfg = patched(tmp_path, variant="au_fork", layout="flat", openface_dir=str(samples / "openface"))
+    ds_cfg = cfg.datasets.mercaptionplus
+    ds_cfg.use_preextracted_features = False
+    for key, value in env.items():
+        ds_cfg[key] = value
+    with imported(root, tiny_llm, data_dir) as ag:
+        builder = ag.registry.get_builder_class("mercaptionplus")
+        wide = OmegaConf.merge(ds_cfg, {"au_clip_model": str(wide_clip)})
+        wide_model = OmegaConf.merge(cfg.model, {"au_feature_dim": 768})
+        with pytest.raises(AUAgentError, match="takes 512-d AU features .* features are 768-d"):
+            builder(wide, wide_model).build_datasets()
+        with pytest.raises(AUAgentError, match="frozen_au_proj: true .* set model.frozen_au_proj to false"):
+            builder(ds_cfg, OmegaConf.merge(cfg.model, {"frozen_au_proj": True})).build_datasets()
+        assert len(builder(ds_cfg, cfg.model).build_datasets()["train"]) == len(NAMES)
+
+
 # ---- feature width, frozen branch and checkpoints through the patched model
 
 
