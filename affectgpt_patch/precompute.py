@@ -18,7 +18,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -27,8 +27,8 @@ from data_prep import atomic
 from data_prep.errors import AUAgentError
 from data_prep.openface import read_openface_csv
 
-from .features import (FeatureSettings, assemble, describe_plan, meta_matches, plan_video, precomputed_meta,
-                       save_video_features)
+from .features import (FeatureSettings, FramePlan, assemble, describe_plan, meta_matches, plan_video,
+                       precomputed_meta, save_video_features)
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +73,7 @@ def precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, A
     if not names:
         raise AUAgentError("no OpenFace *.csv files", src)
     mine = [n for n in names if in_shard(n, opts.shard)]
-    todo, done_meta = [], {}
-    for name in mine:  # the JSON and the npy checksum decide; the features themselves are not decoded
-        meta = precomputed_meta(opts.out, name)
-        if meta is not None and meta_matches(meta, opts.settings, agent.fingerprint, encoder.fingerprint):
-            done_meta[name] = meta
-        else:
-            todo.append(name)
+    todo, done_meta = split_done(mine, opts, agent.fingerprint, encoder.fingerprint)
     skipped = len(done_meta)
     log.info("%d videos in %s, %d in shard %d/%d: %d to do, %d already done", len(names), src, len(mine),
              *opts.shard, len(todo), skipped)
@@ -91,9 +85,7 @@ def precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, A
             done += _run_chunk(chunk, opts, agent, encoder, failed, bar)
     manifest = write_manifest(opts.out, done_meta)
     by_reason = collections.Counter(failed.values())
-    if failed:
-        atomic.write_text(Path(opts.out) / FAILURES, "".join(
-            json.dumps({"name": n, "reason": r}, ensure_ascii=False) + "\n" for n, r in sorted(failed.items())))
+    write_failures(opts.out, failed)
     return {"videos": len(mine), "done": done, "skipped": skipped, "failed": len(failed),
             "failed_by_reason": dict(by_reason.most_common()), "manifest_entries": manifest,
             **{f"agent_{k}": v for k, v in agent.cache_stats().items()}, "clip_encoded": encoder.encoded}
@@ -113,14 +105,43 @@ def _run_chunk(chunk: List[str], opts: PrecomputeOptions, agent: Any, encoder: A
     inputs = sorted({s for p in plans for s in p.inputs if s is not None})
     descriptions = dict(zip(inputs, agent.describe_inputs(inputs, batch_size=opts.batch_size,
                                                            progress=opts.progress)))
-    encoded = _EncodedTexts(encoder, sorted(set(descriptions.values())), opts.progress)
     done = 0
-    for plan in plans:
-        vf = assemble(plan, describe_plan(plan, descriptions), encoded, agent.fingerprint, opts.settings)
-        save_video_features(opts.out, vf)
+    for _ in write_plans(plans, descriptions, encoder, agent.fingerprint, opts):
         done += 1
         bar.update(1)
     return done
+
+
+def split_done(names: List[str], opts: PrecomputeOptions, agent_fingerprint: Optional[str],
+               clip_fingerprint: Optional[str]) -> Tuple[List[str], Dict[str, Dict[str, Any]]]:
+    """Names still to do, and the records of those already complete with these settings (every engine skips
+    the same videos): the JSON and the npy checksum decide; the features themselves are not decoded."""
+    todo, done_meta = [], {}
+    for name in names:
+        meta = precomputed_meta(opts.out, name)
+        if meta is not None and meta_matches(meta, opts.settings, agent_fingerprint, clip_fingerprint):
+            done_meta[name] = meta
+        else:
+            todo.append(name)
+    return todo, done_meta
+
+
+def write_plans(plans: List[FramePlan], descriptions: Mapping[str, str], encoder: Any,
+                agent_fingerprint: Optional[str], opts: PrecomputeOptions) -> Iterator[str]:
+    """Encode the plans' distinct descriptions in one pass, then assemble and write each video; yields names."""
+    encoded = _EncodedTexts(encoder, sorted({descriptions[s] for p in plans for s in p.inputs if s is not None}),
+                            opts.progress)
+    for plan in plans:
+        vf = assemble(plan, describe_plan(plan, descriptions), encoded, agent_fingerprint, opts.settings)
+        save_video_features(opts.out, vf)
+        yield plan.name
+
+
+def write_failures(out: os.PathLike, failed: Mapping[str, str]) -> None:
+    """``failures.jsonl``: one ``{"name", "reason"}`` line per failed video, by name."""
+    if failed:
+        atomic.write_text(Path(out) / FAILURES, "".join(
+            json.dumps({"name": n, "reason": r}, ensure_ascii=False) + "\n" for n, r in sorted(failed.items())))
 
 
 class _EncodedTexts:
