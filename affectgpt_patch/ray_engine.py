@@ -174,6 +174,18 @@ def vllm_processor_settings(config: AgentConfig, stop_ids: Sequence[int], concur
                                                           if config.lora_weights else None)
 
 
+def vllm_request(input_str: str, tokenizer: Any, sampling: Mapping[str, Any], lora: Optional[str]) -> Dict[str, Any]:
+    """One row for the vLLM engine stage: the contract prompt's token ids (the ids training saw), the greedy
+    sampling parameters and, for an unmerged agent, the adapter as the row's model."""
+    from .agent.prompts import encode_prompt
+
+    request = {"input": input_str, "tokenized_prompt": encode_prompt(tokenizer, input_str),
+               "sampling_params": dict(sampling)}
+    if lora:
+        request["model"] = lora
+    return request
+
+
 _TOKENIZERS: Dict[str, Any] = {}
 
 
@@ -189,10 +201,11 @@ def _describe_with_vllm(ds: Any, config: AgentConfig, opts: RayOptions) -> Any:
     """The vLLM engine processor of ``ray.data.llm`` over rows ``{"input"}`` → rows ``{"input", "description"}``."""
     try:
         from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+        import vllm  # noqa: F401 - the engine stage needs it on the GPU nodes; fail here, not in an actor
     except ImportError:
         raise AUAgentError("--engine ray --backend vllm needs ray[data,llm] and vLLM on the GPU nodes: "
                            "pip install 'ray[data,llm]' 'au-agent[vllm]'") from None
-    from .agent.prompts import encode_prompt, stop_token_ids
+    from .agent.prompts import stop_token_ids
 
     stop_ids = stop_token_ids(_tokenizer(config.base_model))
     settings, sampling, lora = vllm_processor_settings(config, stop_ids, _pool_size(opts.describe_actors, {"num_gpus": 1}),
@@ -200,11 +213,7 @@ def _describe_with_vllm(ds: Any, config: AgentConfig, opts: RayOptions) -> Any:
     base = config.base_model
 
     def preprocess(row: Dict[str, Any]) -> Dict[str, Any]:
-        request = {"input": row["input"], "tokenized_prompt": encode_prompt(_tokenizer(base), row["input"]),
-                   "sampling_params": dict(sampling)}
-        if lora:
-            request["model"] = lora
-        return request
+        return vllm_request(row["input"], _tokenizer(base), sampling, lora)
 
     def postprocess(row: Dict[str, Any]) -> Dict[str, Any]:
         return {"input": row["input"], "description": row["generated_text"].strip(), "hits": 0, "misses": 1,
