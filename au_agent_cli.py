@@ -244,6 +244,7 @@ def _train(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--recipe", default="qwen2.5_7b_lora_sft",
                    help="recipe name in llamafactory_configs/ (qwen2.5_7b_lora_sft, qwen2.5_7b_qlora_sft, "
                         "qwen2.5_7b_lora_sft_8bit, qwen2.5_7b_lora_sft_ds_z2, qwen2.5_7b_lora_sft_ds_z3, "
+                        "qwen2.5_7b_lora_sft_ray, "
                         "tiny_cpu_lora_sft) or a YAML file; default %(default)s")
     p.add_argument("--dataset", type=Path, required=True, help="dataset folder written by prepare-data")
     p.add_argument("--base-model", help="base model folder or hub id (default: the recipe's)")

@@ -38,7 +38,8 @@ from .precompute import PrecomputeOptions, in_shard, split_done, write_failures,
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "--engine ray needs Ray: pip install 'au-agent[ray]' (and 'au-agent[ray,vllm]' or ray[data,llm] for vLLM)"
+INSTALL_HINT = ("--engine ray needs Ray: pip install 'au-agent[ray]' (for --backend vllm also "
+                "'ray[data,llm]' and 'au-agent[vllm]')")
 AGENT_STATS = ("hits", "misses", "generated")
 
 
@@ -208,8 +209,8 @@ def _describe_with_vllm(ds: Any, config: AgentConfig, opts: RayOptions) -> Any:
     from .agent.prompts import stop_token_ids
 
     stop_ids = stop_token_ids(_tokenizer(config.base_model))
-    settings, sampling, lora = vllm_processor_settings(config, stop_ids, _pool_size(opts.describe_actors, {"num_gpus": 1}),
-                                                       opts.inputs_per_batch)
+    actors = _pool_size(opts.describe_actors, {"num_gpus": 1})
+    settings, sampling, lora = vllm_processor_settings(config, stop_ids, actors, opts.inputs_per_batch)
     base = config.base_model
 
     def preprocess(row: Dict[str, Any]) -> Dict[str, Any]:
@@ -346,7 +347,9 @@ class _Writer:
         self.opts = opts
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        plans = [_plan_from_json(str(p)) for p in batch["plan"]]
+        plans = [_plan_from_json(str(p)) for p, error in zip(batch["plan"], batch["error"]) if not error]
+        if not plans:
+            return {"name": np.array([], dtype=object), "clip_encoded": np.array([], dtype=np.int64)}
         before = self.encoder.encoded
         names = list(write_plans(plans, self.descriptions, self.encoder, self.agent_fingerprint, self.opts))
         encoded = np.zeros(len(names), dtype=np.int64)
@@ -417,7 +420,7 @@ def _run_job(todo: List[str], opts: PrecomputeOptions, config: AgentConfig, clip
         else:
             inputs.update(s for s in json.loads(row["plan"])["inputs"] if s is not None)
     descriptions, stats = describe_distinct(sorted(inputs), config, ray_opts, opts.batch_size)
-    written = plans.filter(lambda row: not row["error"]).map_batches(
+    written = plans.map_batches(
         _Writer, fn_constructor_kwargs={"clip": clip, "descriptions": [ray.put(descriptions)],
                                         "agent_fingerprint": agent_fp, "opts": _quiet(opts)},
         batch_size=per_batch, compute=ray.data.ActorPoolStrategy(size=ray_opts.clip_actors), num_cpus=1)

@@ -67,7 +67,7 @@ def test_precompute_on_ray_writes_the_local_bytes(ray_cluster, corpus, local_run
     assert au_agent_cli.main([a for a in args if a != "--keep-going"]) == 1  # two bad videos: exit 1
     assert "2 videos failed" in capsys.readouterr().err
     assert outputs(out) == local_run
-    assert len([n for n in local_run if n.endswith(".npy")]) == 12
+    assert len([n for n in local_run if n.endswith(".npy")]) == 12 + 10
     failures = [json.loads(line) for line in local_run["failures.jsonl"].decode().splitlines()]
     assert [f["name"] for f in failures] == ["broken", "no_face"]
 
@@ -78,7 +78,7 @@ def test_precompute_on_ray_writes_the_local_bytes(ray_cluster, corpus, local_run
     config = agent_config(str(tiny_adapter), max_new_tokens=6, cache_dir=str(tmp_path / "cache"))
     summary = precompute_on_ray(PrecomputeOptions(corpus, out, progress=False), config,
                                 ClipSpec(str(tiny_clip), cache_dir=str(tmp_path / "cache")), RayOptions(progress=False))
-    assert (summary["skipped"], summary["done"], summary["failed"]) == (12, 0, 2)  # resumed: nothing redone
+    assert (summary["skipped"], summary["done"], summary["failed"]) == (22, 0, 2)  # resumed: nothing redone
     assert outputs(out) == local_run
 
 
@@ -94,7 +94,8 @@ def test_repeated_inputs_are_generated_once_per_job(ray_cluster, corpus, tmp_pat
         shutil.copy(corpus / f"{name}.csv", src / f"copy_{name}.csv")
     config = agent_config(str(tiny_adapter), max_new_tokens=6, use_cache=False)
     summary = precompute_on_ray(PrecomputeOptions(src, tmp_path / "f", progress=False), config,
-                                ClipSpec(str(tiny_clip), use_cache=False), RayOptions(progress=False, describe_actors=2))
+                                ClipSpec(str(tiny_clip), use_cache=False),
+                                RayOptions(progress=False, describe_actors=2))
     metas = [json.loads((tmp_path / "f" / f"{n}.json").read_text()) for n in ("vid_000", "vid_001")]
     distinct = {s for m in metas for s in m["inputs"] if s is not None}
     assert summary["done"] == 4  # the contract's neutral input has a fixed text: it is never generated
