@@ -245,17 +245,17 @@ def describe_distinct(inputs: Sequence[str], config: AgentConfig, opts: RayOptio
         stats["hits"] = len(known)
         todo = [s for s in todo if s not in known]
     if todo:
-        ds = ray.data.from_items([{"input": s} for s in todo],
-                                 override_num_blocks=max(1, min(len(todo) // opts.inputs_per_batch + 1, 512)))
+        resources = {"num_gpus": 1} if use_vllm else _describe_resources(config)
+        actors = _pool_size(opts.describe_actors, resources)
+        # At least two blocks per actor, so every actor of the pool gets work.
+        blocks = min(len(todo), max(2 * actors, len(todo) // opts.inputs_per_batch + 1))
+        ds = ray.data.from_items([{"input": s} for s in todo], override_num_blocks=blocks)
         if use_vllm:
             described = _describe_with_vllm(ds, config, opts)
         else:
-            resources = _describe_resources(config)
             described = ds.map_batches(_Describer, fn_constructor_kwargs={
                 "config": config, "batch_size": batch_size or config.batch_size},
-                batch_size=opts.inputs_per_batch,
-                compute=ray.data.ActorPoolStrategy(size=_pool_size(opts.describe_actors, resources)),
-                **resources)
+                batch_size=opts.inputs_per_batch, compute=ray.data.ActorPoolStrategy(size=actors), **resources)
         fresh: Dict[str, str] = {}
         try:
             for row in described.iter_rows():

@@ -39,6 +39,7 @@ def corpus(tmp_path_factory, samples):
     shutil.copytree(samples / "openface", root)
     for i in range(10):
         write_video(root, f"vid_{i:03d}", 30 + 9 * i, seed=100 + i)
+    shutil.copy(root / "vid_000.csv", root / "copy_vid_000.csv")  # the same AU inputs under another name
     (root / "broken.csv").write_text("")
     (root / "no_face.csv").write_text("frame, success, AU01_r\n")
     return root
@@ -62,44 +63,33 @@ def local_run(corpus, tmp_path_factory, tiny_adapter, tiny_clip):
 
 def test_precompute_on_ray_writes_the_local_bytes(ray_cluster, corpus, local_run, tmp_path, tiny_adapter,
                                                   tiny_clip, capsys):
-    out = tmp_path / "features"
-    args = precompute_args(corpus, out, tmp_path / "cache", tiny_adapter, tiny_clip, "--engine", "ray")
-    assert au_agent_cli.main([a for a in args if a != "--keep-going"]) == 1  # two bad videos: exit 1
-    assert "2 videos failed" in capsys.readouterr().err
-    assert outputs(out) == local_run
-    assert len([n for n in local_run if n.endswith(".npy")]) == 12 + 10
-    failures = [json.loads(line) for line in local_run["failures.jsonl"].decode().splitlines()]
-    assert [f["name"] for f in failures] == ["broken", "no_face"]
-
     from affectgpt_patch.agent import agent_config
     from affectgpt_patch.precompute import PrecomputeOptions
     from affectgpt_patch.ray_engine import ClipSpec, RayOptions, precompute_on_ray
 
+    out = tmp_path / "features"
     config = agent_config(str(tiny_adapter), max_new_tokens=6, cache_dir=str(tmp_path / "cache"))
     summary = precompute_on_ray(PrecomputeOptions(corpus, out, progress=False), config,
-                                ClipSpec(str(tiny_clip), cache_dir=str(tmp_path / "cache")), RayOptions(progress=False))
-    assert (summary["skipped"], summary["done"], summary["failed"]) == (22, 0, 2)  # resumed: nothing redone
-    assert outputs(out) == local_run
-
-
-def test_repeated_inputs_are_generated_once_per_job(ray_cluster, corpus, tmp_path, tiny_adapter, tiny_clip):
-    from affectgpt_patch.agent import agent_config
-    from affectgpt_patch.precompute import PrecomputeOptions
-    from affectgpt_patch.ray_engine import ClipSpec, RayOptions, precompute_on_ray
-
-    src = tmp_path / "openface"
-    src.mkdir()
-    for name in ("vid_000", "vid_001"):  # the same videos twice under other names: same AU inputs
-        shutil.copy(corpus / f"{name}.csv", src / f"{name}.csv")
-        shutil.copy(corpus / f"{name}.csv", src / f"copy_{name}.csv")
-    config = agent_config(str(tiny_adapter), max_new_tokens=6, use_cache=False)
-    summary = precompute_on_ray(PrecomputeOptions(src, tmp_path / "f", progress=False), config,
-                                ClipSpec(str(tiny_clip), use_cache=False),
+                                ClipSpec(str(tiny_clip), cache_dir=str(tmp_path / "cache")),
                                 RayOptions(progress=False, describe_actors=2))
-    metas = [json.loads((tmp_path / "f" / f"{n}.json").read_text()) for n in ("vid_000", "vid_001")]
-    distinct = {s for m in metas for s in m["inputs"] if s is not None}
-    assert summary["done"] == 4  # the contract's neutral input has a fixed text: it is never generated
-    assert summary["agent_generated"] == len([s for s in distinct if not contract.is_neutral(s)]) > 0
+    assert outputs(out) == local_run
+    assert len([n for n in local_run if n.endswith(".npy")]) == 12 + 10 + 1
+    failures = [json.loads(line) for line in local_run["failures.jsonl"].decode().splitlines()]
+    assert [f["name"] for f in failures] == ["broken", "no_face"]
+    assert (summary["done"], summary["failed"], summary["failed_by_reason"]) == (23, 2, {
+        f["reason"]: 1 for f in failures})
+
+    # Each distinct AU input of the corpus was generated once, also the copied video's (two actors, no cache).
+    metas = [json.loads(v) for k, v in local_run.items() if k.endswith(".json")]
+    assert json.loads(local_run["copy_vid_000.json"])["inputs"] == json.loads(local_run["vid_000.json"])["inputs"]
+    distinct = {s for m in metas for s in m["inputs"] if s is not None and not contract.is_neutral(s)}
+    assert summary["agent_generated"] == len(distinct) and summary["agent_hits"] == 0
+
+    # The CLI: rerun over the finished folder skips everything, still reports the two bad CSVs, exits 1.
+    args = precompute_args(corpus, out, tmp_path / "cache", tiny_adapter, tiny_clip, "--engine", "ray")
+    assert au_agent_cli.main([a for a in args if a != "--keep-going"]) == 1
+    assert "2 videos failed" in capsys.readouterr().err
+    assert outputs(out) == local_run
 
 
 def test_describe_and_eval_on_ray_match_local(ray_cluster, corpus, sample_dataset, tmp_path, tiny_adapter):
