@@ -4,8 +4,10 @@ CPU, run one precompute whose agent actors must land on both nodes; the bytes ar
 The two `ray start --block` processes are the test's own (their process groups are ended in teardown), so
 no other Ray on the machine is touched (`ray stop` would end every Ray of the user).
 """
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,12 +60,17 @@ def two_nodes(tmp_path_factory):
         _wait_for_nodes(address, 2)
         yield address
     finally:
-        for proc in reversed(procs):
-            try:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(proc.pid, signal.SIGKILL)
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_two_node_cluster_writes_the_local_bytes(two_nodes, samples, tmp_path, tiny_adapter, tiny_clip):
