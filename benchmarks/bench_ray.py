@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -53,6 +55,10 @@ def _outputs(folder: Path) -> Dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if not p.name.startswith(".")}
 
 
+# The benchmark cluster's own token (Ray 2.60 authenticates by token), passed to every process it starts.
+AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_ADDRESS": ""}
+
+
 def _precompute(opts: RayBenchOptions, corpus: Path, qwen: Path, clip: Path, out: Path, *extra: str) -> float:
     """Seconds of one whole ``au-agent precompute`` process, into fresh output and cache folders."""
     fresh_dir(out)
@@ -60,7 +66,7 @@ def _precompute(opts: RayBenchOptions, corpus: Path, qwen: Path, clip: Path, out
            str(out / "features"), "--cache-dir", str(out / "cache"), "--base-model", str(qwen), "--backend", "hf",
            "--clip-model", str(clip), "--sampling", "all", "--max-new-tokens", str(opts.max_new_tokens),
            "--batch-size", str(opts.batch_size), "--device", "cpu", "--clip-device", "cpu", *extra]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_DISABLE_USAGE_STATS": "1"}
+    env = {**os.environ, **AUTH, "OMP_NUM_THREADS": "1", "RAY_DISABLE_USAGE_STATS": "1"}
     with Stopwatch() as sw:
         run = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if run.returncode != 0:
@@ -82,13 +88,15 @@ class _Head:
                                       "127.0.0.1", "--port", str(self.port), "--num-cpus", str(cpus),
                                       "--include-dashboard", "false", "--temp-dir", f"/tmp/ray_bench_{self.port}"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                                     env={**os.environ, "OMP_NUM_THREADS": "1"})
+                                     env={**os.environ, **AUTH, "OMP_NUM_THREADS": "1"})
 
     def wait(self, timeout: float = 120) -> None:
         probe = ("import sys, ray\nray.init(address=sys.argv[1], logging_level='ERROR', log_to_driver=False)\n")
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if subprocess.run([sys.executable, "-c", probe, self.address], capture_output=True).returncode == 0:
+            probe_run = subprocess.run([sys.executable, "-c", probe, self.address], capture_output=True,
+                                       env={**os.environ, **AUTH})
+            if probe_run.returncode == 0:
                 return
             time.sleep(1)
         raise BenchError(f"the Ray head on {self.address} did not start")
@@ -96,11 +104,13 @@ class _Head:
     def close(self) -> None:
         try:
             os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(30)
+            self.proc.wait(10)
         except ProcessLookupError:
             pass
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        shutil.rmtree(f"/tmp/ray_bench_{self.port}", ignore_errors=True)
 
 
 def run_ray(opts: RayBenchOptions) -> BenchResult:

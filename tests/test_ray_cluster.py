@@ -7,6 +7,7 @@ no other Ray on the machine is touched (`ray stop` would end every Ray of the us
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -26,9 +27,14 @@ pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).parent / "ray")
 
 
+# The cluster's own token (Ray 2.60 authenticates by token): every process of the test passes it, whatever
+# ~/.ray/auth_token holds or an earlier ray.init left in the environment.
+AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_ADDRESS": ""}
+
+
 def _start(args, log: Path) -> subprocess.Popen:
     return subprocess.Popen([RAY, "start", "--block", "--disable-usage-stats", *args], stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **AUTH})
 
 
 def _wait_for_nodes(address: str, n: int, timeout: float = 120) -> None:
@@ -39,7 +45,7 @@ def _wait_for_nodes(address: str, n: int, timeout: float = 120) -> None:
              "    time.sleep(0.5)\n"
              "sys.exit(0 if sum(x['Alive'] for x in ray.nodes()) >= int(sys.argv[2]) else 1)\n")
     run = subprocess.run([sys.executable, "-c", probe, address, str(n), str(timeout)], capture_output=True, text=True,
-                         timeout=timeout + 60)
+                         timeout=timeout + 60, env={**os.environ, **AUTH})
     assert run.returncode == 0, f"the {n}-node cluster did not come up: {run.stderr[-2000:]}"
 
 
@@ -65,7 +71,7 @@ def two_nodes(tmp_path_factory):
                 os.killpg(proc.pid, signal.SIGTERM)
         for proc in procs:
             try:
-                proc.wait(15)
+                proc.wait(10)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
@@ -81,7 +87,7 @@ def test_two_node_cluster_writes_the_local_bytes(two_nodes, samples, tmp_path, t
                               str(tmp_path / "c_local")]) == 0
 
     out = tmp_path / "ray"
-    env = {**os.environ, "PYTHONPATH": str(Path(au_agent_cli.__file__).parent), "RAY_ADDRESS": ""}
+    env = {**os.environ, **AUTH, "PYTHONPATH": str(Path(au_agent_cli.__file__).parent)}
     # Two agent actors of one CPU each on a cluster of two one-CPU nodes: one actor on each node.
     run = subprocess.run([sys.executable, "-m", "au_agent_cli", "-q", "precompute", *common, "--out", str(out),
                           "--cache-dir", str(tmp_path / "c_ray"), "--engine", "ray", "--ray-address", two_nodes,
