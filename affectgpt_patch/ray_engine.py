@@ -48,7 +48,7 @@ class RayOptions:
     address: Optional[str] = None  # None: $RAY_ADDRESS, else a Ray started on this machine; "auto"; "ray://host:10001"
     describe_actors: Optional[int] = None  # default: one per GPU of the cluster, else one per 2 CPUs
     clip_actors: int = 1
-    inputs_per_batch: int = 256  # AU inputs per describe call of an actor
+    inputs_per_batch: int = 512  # AU inputs per describe call of an actor
     videos_per_batch: int = 64  # videos planned, or encoded and written, per call
     progress: bool = True
 
@@ -233,7 +233,9 @@ def describe_distinct(inputs: Sequence[str], config: AgentConfig, opts: RayOptio
     if not inputs:
         return {}, stats
     known: Dict[str, str] = {}
-    todo = list(inputs)
+    # By length first, as AUAgent._generate orders them: equal lengths are equal prompt lengths, so each
+    # block fills the backend's length buckets to whole batches.
+    todo = sorted(inputs, key=lambda s: (len(s), s))
     use_vllm = config.backend == "vllm"
     if use_vllm and config.use_cache:  # vLLM's processor reads no cache: the driver node's cache serves it
         from .agent import DESCRIPTION_CACHE
