@@ -20,11 +20,19 @@ BASE_MODEL ?= Qwen/Qwen2.5-7B-Instruct
 RECIPE ?= qwen2.5_7b_lora_sft
 TRAIN_ARGS ?=
 
-.PHONY: install prepare-data train-agent demo test bench clean
+.PHONY: install prepare-data train-agent demo test bench gpu-check clean
 
 install: $(STAMP)
 
+# LLaMA-Factory 0.9.5 (the train extra) needs Python >= 3.11; only the agent runtime runs on 3.10.
+PY310_MESSAGE := error: the train extra (LLaMA-Factory 0.9.5) needs Python >= 3.11; on Python 3.10 only the agent \
+runtime inside AffectGPT runs (mixin, features, agent backends): make install EXTRAS=agent,eval or \
+pip install -e ".[agent]"
+
 $(STAMP): setup.cfg pyproject.toml constraints.txt
+	@py=$$(test -x $(PY) && echo $(PY) || echo $(PYTHON)); \
+	$$py -c 'import sys; sys.exit(3 if sys.version_info < (3, 11) and "train" in "$(EXTRAS)".split(",") else 0)'; \
+	rc=$$?; if [ $$rc -eq 3 ]; then echo '$(PY310_MESSAGE)' >&2; exit 1; fi; exit $$rc
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
 	$(PY) -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
@@ -47,8 +55,29 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(OFFLINE) $(PY) -m benchmarks.run $(BENCH_ARGS)
 
+# Every CUDA path once, on models it builds (needs an NVIDIA GPU; exit 2 without one): gpu_check/report.json
+gpu-check: $(STAMP)
+	$(OFFLINE) $(PY) -m benchmarks.gpu_check $(GPU_CHECK_ARGS)
+
 demo: $(STAMP)
 	$(OFFLINE) $(PY) samples/run_demo.py --out demo_out
 
 clean:
-	rm -rf demo_out bench_out .pytest_cache build *.egg-info
+	rm -rf demo_out bench_out gpu_check .pytest_cache build *.egg-info
+
+# AffectGPT's own environment (Python >= 3.10, torch 2.4.0, transformers 4.49.0, ...) plus au-agent[agent], for
+# `au-agent smoke-affectgpt` and for running a patched AffectGPT. Idempotent like .venv.
+AFFECTGPT_VENV ?= .venv-affectgpt
+AFFECTGPT_REQ := affectgpt_patch/smoke/requirements-affectgpt.txt
+AFFECTGPT_STAMP := $(AFFECTGPT_VENV)/.installed
+
+.PHONY: affectgpt-env
+affectgpt-env: $(AFFECTGPT_STAMP)
+
+$(AFFECTGPT_STAMP): $(AFFECTGPT_REQ) setup.cfg pyproject.toml
+	@test -x $(AFFECTGPT_VENV)/bin/python || $(PYTHON) -m venv $(AFFECTGPT_VENV)
+	$(AFFECTGPT_VENV)/bin/python -c 'import sys; assert sys.version_info >= (3, 10), "AffectGPT needs Python >= 3.10"'
+	$(AFFECTGPT_VENV)/bin/python -m pip install -q -U pip
+	$(AFFECTGPT_VENV)/bin/python -m pip install -q -r $(AFFECTGPT_REQ) -e ".[agent]"
+	@$(AFFECTGPT_VENV)/bin/python -m pip check || echo "warning: pip check reported conflicts (see above)"
+	@touch $@

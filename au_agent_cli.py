@@ -5,25 +5,31 @@ function; user errors (:class:`data_prep.AUAgentError`) become one line on stder
     au-agent train            stage 2  render a recipe, run llamafactory-cli, agent card (llamafactory_configs.train)
     au-agent test-agent       stage 2  print descriptions for FACS test cases           (affectgpt_patch.agent)
     au-agent describe         stage 3  OpenFace CSVs → one description per frame         (affectgpt_patch.describe)
-    au-agent precompute       stage 3  OpenFace CSVs → AU features [T, 512] per video    (affectgpt_patch.precompute)
+    au-agent precompute       stage 3  OpenFace CSVs → AU features [T, D] per video      (affectgpt_patch.precompute)
     au-agent eval             stage 3  BLEU / ROUGE-L / AU fidelity report               (affectgpt_patch.evaluate)
+    au-agent inspect          stage 3  one HTML page: AU heatmaps, chosen frames, texts  (affectgpt_patch.inspect_page)
     au-agent patch-affectgpt  stage 3  add the AU modality to an AffectGPT checkout      (affectgpt_patch.patcher)
+    au-agent smoke-affectgpt  stage 3  train + answer a patched copy for a few CPU steps  (affectgpt_patch.smoke)
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
+from data_prep import argtypes
 from data_prep.errors import AUAgentError
 
 log = logging.getLogger("au_agent")
 
 Handler = Callable[[argparse.Namespace], int]
 _SUBCOMMANDS: List = []  # (name, help, add_arguments)
-PIPELINE_ORDER = ["prepare-data", "train", "test-agent", "describe", "precompute", "eval", "patch-affectgpt"]
+PIPELINE_ORDER = ["prepare-data", "train", "test-agent", "describe", "precompute", "eval", "inspect", "patch-affectgpt",
+                  "smoke-affectgpt"]
 _HANDLERS: Dict[str, Handler] = {}
 
 
@@ -42,21 +48,25 @@ def subcommand(name: str, help: str):
 
 @subcommand("prepare-data", "MER-Factory outputs → LLaMA-Factory instruction dataset")
 def _prepare_data(p: argparse.ArgumentParser) -> Handler:
+    from data_prep.build import PrepareOptions
+
     p.add_argument("--mer-factory-output", type=Path, help="MER-Factory output folder (searched recursively)")
     p.add_argument("--openface-dir", type=Path, help="OpenFace CSVs ({video}.csv) to cross-check AU values against")
     p.add_argument("--import-alpaca", type=Path, nargs="+", default=[], metavar="FILE",
                    help="existing Alpaca JSON/JSONL datasets to re-express in the prompt contract")
     p.add_argument("--out", type=Path, required=True, help="dataset folder to write")
-    p.add_argument("--val-ratio", type=float, default=0.05, help="share of videos in the validation split")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--max-samples", type=int)
-    p.add_argument("--text-key", default="fine_grained_descriptions",
+    p.add_argument("--val-ratio", type=argtypes.float_range(0.0, 1.0, high_open=True),
+                   default=argtypes.default_of(PrepareOptions, "val_ratio"),
+                   help="share of videos in the validation split")
+    p.add_argument("--seed", type=int, default=argtypes.default_of(PrepareOptions, "seed"))
+    p.add_argument("--max-samples", type=argtypes.int_range(1), help="keep at most this many records (a random sample)")
+    p.add_argument("--text-key", default=argtypes.default_of(PrepareOptions, "text_key"),
                    choices=["fine_grained_descriptions", "summary_description"],
                    help="which per-frame text to train on (per-frame MER-Factory variant)")
     p.add_argument("--keep-temporal", action="store_true",
                    help="keep descriptions that refer to other frames or to time (dropped by default)")
-    p.add_argument("--min-confidence", type=float, default=0.8, help="OpenFace confidence below which a frame is invalid")
-    p.add_argument("--min-fidelity", type=float,
+    add_min_confidence_argument(p)
+    p.add_argument("--min-fidelity", type=argtypes.float_range(0.0, 1.0),
                    help="drop records whose description's AU fidelity F1 against its input is below this")
 
     def run(a: argparse.Namespace) -> int:
@@ -81,8 +91,17 @@ def _prepare_data(p: argparse.ArgumentParser) -> Handler:
 # ------------------------------------------------------------------------------------- agent options
 
 
+def add_min_confidence_argument(p: argparse.ArgumentParser) -> None:
+    from data_prep.openface import DEFAULT_MIN_CONFIDENCE
+
+    p.add_argument("--min-confidence", type=argtypes.float_range(0.0, 1.0), default=DEFAULT_MIN_CONFIDENCE,
+                   help="OpenFace confidence below which a frame is invalid (0 to 1; default %(default)s)")
+
+
 def add_agent_arguments(p: argparse.ArgumentParser) -> None:
     """The options every command that generates descriptions shares."""
+    from affectgpt_patch.agent.config import AgentConfig
+
     g = p.add_argument_group("agent")
     g.add_argument("--agent", help="agent folder (au-agent train output, checkpoint-best, an adapter or a merged model)")
     g.add_argument("--backend", choices=["hf", "vllm", "openai", "rules"],
@@ -90,9 +109,10 @@ def add_agent_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--base-model", help="base model folder or hub id (overrides the agent card)")
     g.add_argument("--api-base", help="OpenAI-compatible server URL for --backend openai, e.g. http://127.0.0.1:8000/v1")
     g.add_argument("--api-model", help="model name on that server (default: its first model)")
-    g.add_argument("--batch-size", type=int, default=16)
-    g.add_argument("--max-new-tokens", type=int, default=96)
-    g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    g.add_argument("--batch-size", type=argtypes.int_range(1), default=argtypes.default_of(AgentConfig, "batch_size"))
+    g.add_argument("--max-new-tokens", type=argtypes.int_range(1),
+                   default=argtypes.default_of(AgentConfig, "max_new_tokens"))
+    g.add_argument("--device", type=argtypes.device, help="cpu, cuda, cuda:1 … (default: cuda when available)")
     g.add_argument("--cache-dir", help="description cache folder (default: $AU_AGENT_CACHE_DIR or ~/.cache/au-agent)")
     g.add_argument("--no-cache", action="store_true", help="neither read nor write cached descriptions")
 
@@ -103,6 +123,8 @@ def agent_from_args(a: argparse.Namespace):
     backend = a.backend or ("hf" if a.agent else "rules")
     if backend != "rules" and backend != "openai" and not (a.agent or a.base_model):
         raise AUAgentError(f"--backend {backend} needs --agent DIR (or --base-model)")
+    if backend == "openai" and not a.api_base:
+        raise AUAgentError("--backend openai needs --api-base URL (e.g. http://127.0.0.1:8000/v1)")
     options = dict(backend=backend, base_model=a.base_model, api_base=a.api_base, api_model=a.api_model,
                    batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, device=a.device,
                    cache_dir=a.cache_dir, use_cache=not a.no_cache)
@@ -123,8 +145,8 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
                    help="local: this process; ray: a Ray Data job on a Ray cluster (pip install 'au-agent[ray]')")
     g.add_argument("--ray-address", help="auto, ray://host:10001 or host:port (default: $RAY_ADDRESS, else a "
                                          "Ray started on this machine)")
-    g.add_argument("--ray-actors", type=int, help="agent actors (default: one per GPU of the cluster, else one "
-                                                  "per 2 CPUs)")
+    g.add_argument("--ray-actors", type=argtypes.int_range(1),
+                   help="agent actors (default: one per GPU of the cluster, else one per 2 CPUs)")
 
 
 def ray_options_from_args(a: argparse.Namespace):
@@ -140,7 +162,7 @@ def ray_options_from_args(a: argparse.Namespace):
 def _describe(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("csv", nargs="+", type=Path, help="OpenFace CSV files or folders of them")
     p.add_argument("--out", type=Path, help="JSONL file to write (default: print to stdout)")
-    p.add_argument("--min-confidence", type=float, default=0.8)
+    add_min_confidence_argument(p)
     add_agent_arguments(p)
     add_engine_arguments(p)
 
@@ -167,13 +189,18 @@ def _describe(p: argparse.ArgumentParser) -> Handler:
 
 
 def add_feature_arguments(p: argparse.ArgumentParser) -> None:
+    from affectgpt_patch.clip_encoder import DEFAULT_CLIP
+    from affectgpt_patch.features import FeatureSettings
+
     g = p.add_argument_group("features")
-    g.add_argument("--frames", type=int, default=8, help="T, the number of frames per video (AffectGPT's n_frms)")
-    g.add_argument("--sampling", choices=["uniform", "peaks", "all"], default="uniform",
+    g.add_argument("--frames", type=argtypes.int_range(1), default=argtypes.default_of(FeatureSettings, "frames"),
+                   help="T, the number of frames per video (AffectGPT's n_frms)")
+    g.add_argument("--sampling", choices=["uniform", "peaks", "all"],
+                   default=argtypes.default_of(FeatureSettings, "sampling"),
                    help="uniform: AffectGPT's frame indices; peaks: MER-Factory's emotion peaks; all: every frame")
-    g.add_argument("--clip-model", default="ViT-B/32", help="CLIP model name or a local .pt file")
-    g.add_argument("--clip-device", help="device for CLIP (default: cuda when available)")
-    g.add_argument("--min-confidence", type=float, default=0.8, help="OpenFace confidence below which a frame is invalid")
+    g.add_argument("--clip-model", default=DEFAULT_CLIP, help="CLIP model name or a local .pt file")
+    g.add_argument("--clip-device", type=argtypes.device, help="device for CLIP (default: cuda when available)")
+    add_min_confidence_argument(g)
 
 
 def encoder_from_args(a: argparse.Namespace):
@@ -188,17 +215,20 @@ def settings_from_args(a: argparse.Namespace):
     return FeatureSettings(frames=a.frames, sampling=a.sampling, min_confidence=a.min_confidence)
 
 
-@subcommand("precompute", "OpenFace CSVs → AU features {name}.npy [T, 512] + {name}.json, resumable")
+@subcommand("precompute", "OpenFace CSVs → AU features {name}.npy [T, D] + {name}.json, resumable")
 def _precompute(p: argparse.ArgumentParser) -> Handler:
+    from affectgpt_patch.precompute import PrecomputeOptions
+
     p.add_argument("--openface-dir", type=Path, required=True, help="folder of OpenFace {name}.csv files")
     p.add_argument("--out", type=Path, required=True, help="feature folder (resumed when it has finished videos)")
     p.add_argument("--shard", default="0/1", help="i/N: process the i-th of N deterministic shards (0-based)")
     p.add_argument("--keep-going", action="store_true", help="exit 0 even when some videos failed")
-    p.add_argument("--chunk-videos", type=int, default=256, help="videos described together")
+    p.add_argument("--chunk-videos", type=argtypes.int_range(1),
+                   default=argtypes.default_of(PrecomputeOptions, "chunk_videos"), help="videos described together")
     add_feature_arguments(p)
     add_agent_arguments(p)
     add_engine_arguments(p)
-    p.set_defaults(batch_size=64)
+    p.set_defaults(batch_size=argtypes.default_of(PrecomputeOptions, "batch_size"))
 
     def run(a: argparse.Namespace) -> int:
         from affectgpt_patch.precompute import PrecomputeOptions, parse_shard, precompute
@@ -332,6 +362,39 @@ def _patch_affectgpt(p: argparse.ArgumentParser) -> Handler:
     return run
 
 
+# ----------------------------------------------------------------------------------------- smoke-affectgpt
+
+
+@subcommand("smoke-affectgpt", "train a patched copy of an AffectGPT checkout for a few steps and answer one "
+                               "sample with AU; a table, exit 1 when a check fails")
+def _smoke_affectgpt(p: argparse.ArgumentParser) -> Handler:
+    from affectgpt_patch.smoke import SmokeOptions
+
+    defaults = SmokeOptions(checkout=Path("."))
+    p.add_argument("path", type=Path, help="the AffectGPT checkout (never modified: a temporary copy is used)")
+    p.add_argument("--steps", type=argtypes.int_range(1), default=defaults.steps,
+                   help="training steps (default %(default)s)")
+    p.add_argument("--config", help="an AU training config of the checkout (default: the one the patcher writes)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary copy, logs and probes for inspection")
+    p.add_argument("--device", type=argtypes.device, default=defaults.device,
+                   help="cpu (default) or cuda: the same check with real kernels")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. au_fusion_type=mean, num_au_query_token=3, "
+                        "frozen_au_proj=true, run.batch_size_train=3 (repeatable)")
+    p.add_argument("--clip-width", type=argtypes.int_range(8, 4096), default=defaults.clip_width,
+                   help="AU feature width of the tiny CLIP (512 like ViT-B/32, 768 like ViT-L/14)")
+
+    def run(a: argparse.Namespace) -> int:
+        from affectgpt_patch.smoke import run_smoke
+
+        result = run_smoke(SmokeOptions(checkout=a.path, steps=a.steps, config=a.config, keep=a.keep,
+                                        device=a.device, overrides=a.overrides, clip_width=a.clip_width))
+        sys.stdout.write(result.format() + "\n")
+        return result.exit_code
+
+    return run
+
+
 # ---------------------------------------------------------------------------------------------------- eval
 
 
@@ -340,7 +403,7 @@ def _eval(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--dataset", type=Path, required=True, help="an Alpaca split written by prepare-data (val.json)")
     p.add_argument("--out", type=Path, required=True,
                    help="report folder: report.md, report.json, predictions.jsonl, au_f1.png, lengths.png")
-    p.add_argument("--limit", type=int, help="evaluate the first N records only")
+    p.add_argument("--limit", type=argtypes.int_range(1), help="evaluate the first N records only")
     add_agent_arguments(p)
     add_engine_arguments(p)
 
@@ -362,11 +425,69 @@ def _eval(p: argparse.ArgumentParser) -> Handler:
     return run
 
 
+# ------------------------------------------------------------------------------------------------- inspect
+
+
+@subcommand("inspect", "one self-contained HTML page: AU heatmaps, chosen frames and descriptions of a corpus")
+def _inspect(p: argparse.ArgumentParser) -> Handler:
+    from affectgpt_patch.inspect_options import SORT_ORDERS, InspectOptions
+
+    p.add_argument("input", type=Path, help="a precompute features folder, a describe .jsonl file or an eval folder")
+    p.add_argument("--openface-dir", type=Path, help="OpenFace CSVs {name}.csv, for full AU × frame heatmaps")
+    p.add_argument("--out", type=Path, help="HTML file (default: INPUT/report.html, or INPUT.html for a file)")
+    p.add_argument("--videos", type=int, default=InspectOptions.videos,
+                   help="videos (eval: records) drawn in detail; the summary covers all (default %(default)s)")
+    p.add_argument("--sort", choices=SORT_ORDERS, default=InspectOptions.sort,
+                   help="order of the videos: most masked / least faithful first, by name, or most active AUs "
+                        "first (default %(default)s)")
+
+    def run(a: argparse.Namespace) -> int:
+        from affectgpt_patch.inspect_page import build_report
+
+        out, _ = build_report(InspectOptions(input=a.input, out=a.out, openface_dir=a.openface_dir,
+                                             videos=a.videos, sort=a.sort, progress=not a.quiet))
+        log.info("page written to %s (open it in any browser)", out)
+        return 0
+
+    return run
+
+
 # ------------------------------------------------------------------------------------------------- main
 
 
+class UsageError(Exception):
+    """A bad command line, reported as one line (``PROG: error: MESSAGE``) with exit status 1."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(f"{prog}: error: {message}")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints the usage and exits 2 on a bad value; here it is one line and exit 1, like every error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(self.prog, message)
+
+
+_WHY = {errno.EEXIST: "a file where a folder is needed", errno.ENOTDIR: "a file where a folder is needed",
+        errno.EISDIR: "a folder where a file is needed", errno.ELOOP: "a symbolic link loop"}
+
+
+def os_error_line(e: Exception) -> str:
+    """``PATH: what went wrong`` for a file-system error (``OSError`` and its subclasses, undecodable text)."""
+    if isinstance(e, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at position {e.start})"
+    assert isinstance(e, OSError)
+    what = e.strerror or str(e) or type(e).__name__
+    # a rename names its temporary source first: the destination is the path the user gave
+    path = e.filename2 if e.filename2 is not None else e.filename
+    if e.errno in _WHY:
+        what += f" ({_WHY[e.errno]})"
+    return f"{os.fsdecode(path)}: {what}" if path is not None else what
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="au-agent", description="The AU Agent pipeline for AffectGPT: "
+    parser = _Parser(prog="au-agent", description="The AU Agent pipeline for AffectGPT: "
                                      "OpenFace AUs → descriptions → CLIP features.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars")
@@ -379,13 +500,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, unknown = parser.parse_known_args(argv)
+    except UsageError as e:
+        print(e, file=sys.stderr)
+        return 1
+    if unknown:
+        print(f"au-agent {args.command}: error: unrecognized arguments: {' '.join(unknown)}", file=sys.stderr)
+        return 1
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
     try:
         return _HANDLERS[args.command](args)
     except AUAgentError as e:
         print(f"au-agent {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except (OSError, UnicodeDecodeError) as e:  # the one place file-system errors become a line, not a traceback
+        print(f"au-agent {args.command}: error: {os_error_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"au-agent {args.command}: interrupted", file=sys.stderr)

@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CLIP = "ViT-B/32"
 FEATURE_CACHE = "clip_text_features.sqlite"
+#: Text-embedding width of each released OpenAI CLIP model (``embed_dim`` of ``clip.model.CLIP``), so the AU
+#: feature width is known without loading weights.
+RELEASED_WIDTHS = {"RN50": 1024, "RN101": 512, "RN50x4": 640, "RN50x16": 768, "RN50x64": 1024,
+                   "ViT-B/32": 512, "ViT-B/16": 512, "ViT-L/14": 768, "ViT-L/14@336px": 768}
 
 
 def clip_fingerprint(name_or_path: str) -> str:
@@ -42,6 +46,13 @@ def clip_fingerprint(name_or_path: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()[:24]
+
+
+def clip_text_width(name_or_path: str) -> int:
+    """The width of the features a CLIP model gives: from the table for a released model, else by loading it."""
+    if name_or_path in RELEASED_WIDTHS:
+        return RELEASED_WIDTHS[name_or_path]
+    return load_clip_text_encoder(name_or_path).dim
 
 
 class ClipTextEncoder:

@@ -51,6 +51,10 @@ def describe_csvs(paths: Iterable[os.PathLike], agent: AUAgent, out: Optional[os
                   progress: bool = True) -> Tuple[List[str], Dict[str, int]]:
     """Describe every frame: the JSON lines (also written to ``out`` atomically when given) and a summary."""
     tracks = [read_openface_csv(p, min_confidence) for p in expand_csv_paths(paths)]
+    for t in tracks:
+        problem = t.no_valid_frame()
+        if problem:
+            log.warning("%s: %s; every frame is written without a description", t.path, problem)
     inputs = sorted({s for t in tracks for s in t.input_strings() if s is not None})
     descriptions = dict(zip(inputs, agent.describe_inputs(inputs, batch_size=batch_size, progress=progress)))
     lines = [json.dumps(r, ensure_ascii=False) for t in tracks for r in frame_records(t, descriptions)]

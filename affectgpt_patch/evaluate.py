@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import statistics
 import sys
 import time
@@ -69,7 +70,10 @@ def load_split(path: Path, limit: Optional[int] = None) -> List[EvalRecord]:
         raise AUAgentError(f"--limit must be at least 1, got {limit}")
     if not path.is_file():
         raise AUAgentError("dataset file not found" if not path.exists() else "dataset is not a file", path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise AUAgentError(f"not UTF-8 text (byte {e.start})", path) from None
     try:
         if path.suffix == ".jsonl":
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -90,13 +94,17 @@ def load_split(path: Path, limit: Optional[int] = None) -> List[EvalRecord]:
             if not isinstance(row.get(key), str) or not row[key].strip():
                 raise AUAgentError(f"record {i} has no {key!r} text", path)
         try:
-            contract.parse_input(row["input"])
+            values = contract.parse_input(row["input"])
         except (AUAgentError, ValueError):
             raise AUAgentError(f"record {i}: input {row['input'][:60]!r} is not a contract input string (e.g. "
                                "'AU04: 1.20, AU07: 0.95'); re-create the split with prepare-data", path) from None
+        try:
+            contract.active_aus(values)  # unknown AUs (AU99), absurd intensities
+        except AUAgentError as e:
+            raise AUAgentError(f"record {i}: {e}", path) from None
         frame = row.get("frame")
         records.append(EvalRecord(row["input"], row["output"].strip(), str(row.get("video") or ""),
-                                  int(frame) if isinstance(frame, (int, float)) else None))
+                                  int(frame) if isinstance(frame, (int, float)) and math.isfinite(frame) else None))
     return records
 
 

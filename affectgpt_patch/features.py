@@ -3,10 +3,14 @@ evaluation and the AffectGPT dataset mixin.
 
     OpenFace CSV ─ read_openface_csv ─► track ─ plan_video (frames.select_frames) ─► T frames + mask
         ─ contract.format_input ─► input strings ─ agent.describe_inputs ─► descriptions
-        ─ encoder.encode (CLIP, L2-normalised) ─► float16-rounded [T, 512] + mask ─► VideoFeatures
+        ─ encoder.encode (CLIP, L2-normalised) ─► float16-rounded [T, D] + mask ─► VideoFeatures
 
 Features are rounded through float16 in every path, because that is what ``{name}.npy`` stores: a feature
-read from a precomputed file and one computed on the fly are bit-identical.
+read from a precomputed file and one computed on the fly are bit-identical. D is the CLIP model's width.
+
+:class:`FeatureSource` is the one place that decides where a training sample's feature comes from (a
+precomputed file, OpenFace → agent → CLIP, or MER-Factory's descriptions → CLIP), what shape it has, and which
+configurations are refused before training starts (:func:`meta_mismatches` is the one check of a record).
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import io
 import json
 import logging
 import os
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -25,6 +30,7 @@ from data_prep import atomic, contract
 from data_prep.errors import AUAgentError
 from data_prep.openface import DEFAULT_MIN_CONFIDENCE, OpenFaceTrack, read_openface_csv
 
+from .clip_encoder import DEFAULT_CLIP
 from .frames import select_frames
 
 log = logging.getLogger(__name__)
@@ -63,10 +69,11 @@ class VideoFeatures:
 
 def plan_video(track: OpenFaceTrack, settings: FeatureSettings) -> FramePlan:
     intensity = np.nan_to_num(track.intensities).sum(axis=1) if settings.sampling == "peaks" else None
-    selection = select_frames(track.frames, track.valid, settings.frames, settings.sampling, intensity)
+    total = track.video_frames  # the video's timeline (every face's rows), not the chosen face's last frame
+    selection = select_frames(track.frames, track.valid, settings.frames, settings.sampling, intensity,
+                              total_frames=total)
     position = {int(f): i for i, f in enumerate(track.frames.tolist())}
     inputs = [track.input_string(position[f]) if f is not None else None for f in selection.frames]
-    total = int(track.frames.max()) if len(track) else 0
     return FramePlan(track.video, selection.frames, selection.mask, inputs, total)
 
 
@@ -150,16 +157,38 @@ def save_video_features(out_dir: os.PathLike, vf: VideoFeatures) -> None:
 def _complete_pair(out_dir: Path, name: str) -> Optional[Tuple[Dict[str, Any], bytes]]:
     """The JSON record and npy bytes of a complete, consistent pair; None when missing or incomplete."""
     npy, meta_path = out_dir / f"{name}.npy", out_dir / f"{name}.json"
+    if meta_path.is_dir():
+        raise AUAgentError("a folder where a precomputed record (JSON file) is expected", meta_path)
     if not (npy.is_file() and meta_path.is_file()):
         return None
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError:
         return None
+    except UnicodeDecodeError:
+        raise AUAgentError("not UTF-8 text: not a record written by au-agent precompute", meta_path) from None
+    problem = _record_problem(meta)
+    if problem:
+        raise AUAgentError(f"{problem}: not a record written by au-agent precompute", meta_path)
     data = npy.read_bytes()
     if hashlib.sha256(data).hexdigest() != meta.get("npy_sha256"):
         return None
     return meta, data
+
+
+def _record_problem(meta: Any) -> Optional[str]:
+    """What makes a parsed ``{name}.json`` unusable (wrong JSON types), or None."""
+    if not isinstance(meta, dict):
+        return f"a JSON {type(meta).__name__}, not an object"
+    lists = {"shape": int, "mask": bool, "frames": (int, type(None)), "inputs": (str, type(None)),
+             "descriptions": (str, type(None))}
+    for key, kind in lists.items():
+        value = meta.get(key)
+        if not isinstance(value, list) or not all(isinstance(v, kind) for v in value):
+            return f"{key!r} is not a list of the expected values"
+    if not isinstance(meta.get("npy_sha256"), str):
+        return "'npy_sha256' is not a string"
+    return None
 
 
 def precomputed_meta(out_dir: os.PathLike, name: str) -> Optional[Dict[str, Any]]:
@@ -181,35 +210,375 @@ def load_precomputed(out_dir: os.PathLike, name: str) -> Optional[VideoFeatures]
                          meta["descriptions"], {k: v for k, v in meta.items() if k not in keys})
 
 
-def meta_matches(meta: Mapping[str, Any], settings: FeatureSettings, agent_fingerprint: Optional[str],
-                 clip_fingerprint: Optional[str]) -> bool:
-    """Whether a precomputed record (its JSON, or a VideoFeatures' meta) was made the way the caller would
-    make it now."""
-    return (meta.get("settings") == asdict(settings)
-            and meta.get("contract_version") == contract.CONTRACT_VERSION
-            and (agent_fingerprint is None or meta.get("agent") == agent_fingerprint)
-            and (clip_fingerprint is None or meta.get("clip") == clip_fingerprint))
+SETTING_LABELS = {"frames": "T", "sampling": "sampling", "min_confidence": "min_confidence"}
 
 
-def matches_settings(vf: VideoFeatures, settings: FeatureSettings, agent_fingerprint: Optional[str],
-                     clip_fingerprint: Optional[str]) -> bool:
-    """Whether a precomputed file was made the way the caller would make it now."""
-    return meta_matches(vf.meta, settings, agent_fingerprint, clip_fingerprint)
+def meta_mismatches(meta: Mapping[str, Any], settings: FeatureSettings, agent_fingerprint: Optional[str] = None,
+                    clip_fingerprint: Optional[str] = None, dim: Optional[int] = None) -> List[str]:
+    """How a precomputed record (its JSON, or a VideoFeatures' meta) differs from the way the caller would make
+    it now: one short phrase per difference, none when it matches. A ``None`` expectation is not checked."""
+    problems = []
+    if meta.get("format") != FORMAT_VERSION:
+        problems.append(f"file format {meta.get('format')!r} (this version reads {FORMAT_VERSION})")
+    if meta.get("contract_version") != contract.CONTRACT_VERSION:
+        problems.append(f"contract version {meta.get('contract_version')!r} (now {contract.CONTRACT_VERSION})")
+    stored = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}
+    for key, value in asdict(settings).items():
+        if stored.get(key) != value:
+            problems.append(f"{SETTING_LABELS.get(key, key)} {stored.get(key)!r} (config: {value!r})")
+    if agent_fingerprint is not None and meta.get("agent") != agent_fingerprint:
+        problems.append(f"agent fingerprint {meta.get('agent')!r} (config's agent: {agent_fingerprint!r})")
+    if clip_fingerprint is not None and meta.get("clip") != clip_fingerprint:
+        problems.append(f"CLIP fingerprint {meta.get('clip')!r} (config's au_clip_model: {clip_fingerprint!r})")
+    shape = meta.get("shape")
+    if dim is not None and isinstance(shape, list) and len(shape) == 2 and shape[1] != dim:
+        problems.append(f"feature width {shape[1]} (config: {dim})")
+    return problems
+
+
+def checked_precomputed(folder: os.PathLike, name: str, settings: FeatureSettings,
+                        agent_fingerprint: Optional[str] = None, clip_fingerprint: Optional[str] = None,
+                        dim: Optional[int] = None) -> Optional[VideoFeatures]:
+    """:func:`load_precomputed`, refusing a file made another way than the caller would make it now."""
+    vf = load_precomputed(folder, name)
+    if vf is not None:
+        problems = meta_mismatches({**vf.meta, "shape": list(vf.features.shape)}, settings, agent_fingerprint,
+                                   clip_fingerprint, dim)
+        if problems:
+            raise AUAgentError(f"precomputed with other settings: {'; '.join(problems)}",
+                               Path(folder) / f"{name}.json")
+    return vf
 
 
 def video_features(name: str, *, precomputed_dir: Optional[os.PathLike] = None,
                    openface_dir: Optional[os.PathLike] = None, agent: Any = None, encoder: Any = None,
                    settings: FeatureSettings = FeatureSettings()) -> VideoFeatures:
-    """Features of one video: the precomputed file when present (and made with these settings), else
-    computed from ``{openface_dir}/{name}.csv`` exactly as ``au-agent precompute`` would."""
+    """Features of one video: the precomputed file when present, else computed from ``{openface_dir}/{name}.csv``
+    exactly as ``au-agent precompute`` would. A precomputed file made another way (settings, contract, agent or
+    CLIP) is an error, never silently replaced or used."""
     if precomputed_dir is not None:
-        vf = load_precomputed(precomputed_dir, name)
+        vf = checked_precomputed(precomputed_dir, name, settings, getattr(agent, "fingerprint", None),
+                                 getattr(encoder, "fingerprint", None),
+                                 getattr(encoder, "dim", None) if encoder is not None else None)
         if vf is not None:
-            if matches_settings(vf, settings, getattr(agent, "fingerprint", None), getattr(encoder, "fingerprint", None)):
-                return vf
-            log.warning("%s: precomputed with other settings/agent/CLIP; recomputing", Path(precomputed_dir) / name)
+            return vf
     if openface_dir is None or agent is None or encoder is None:
         where = Path(precomputed_dir) / f"{name}.npy" if precomputed_dir else name
         raise AUAgentError("no precomputed AU features, and no OpenFace folder + agent + CLIP to compute them", where)
     track = read_openface_csv(Path(openface_dir) / f"{name}.csv", settings.min_confidence)
     return compute_video_features(track, agent, encoder, settings)
+
+
+# ------------------------------------------------------------------------------------- one feature source
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Where a dataset's AU features come from: the AU keys of an AffectGPT config, one field each, with their
+    defaults (the dataset mixin reads exactly these names)."""
+
+    use_au_agent: bool = False  # true: precomputed files / OpenFace → agent → CLIP; false: MER-Factory JSON
+    au_precomputed_dir: Optional[str] = None  # {name}.npy/.json from `au-agent precompute`
+    openface_output_dir: Optional[str] = None  # {name}.csv from OpenFace FeatureExtraction -aus
+    mer_factory_output: Optional[str] = None  # {name}/{name}_au_analysis.json
+    au_json_text_key: str = "fine_grained_descriptions"  # summary_description only when asked for
+    au_frames: Optional[int] = None  # T; None: AffectGPT's n_frms
+    au_sampling: str = "uniform"
+    au_min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    au_clip_model: str = DEFAULT_CLIP
+    au_feature_dim: Optional[int] = None  # the AU branch's input width (model config); None: the CLIP's
+    au_max_missing: float = 0.05  # the largest fraction of samples allowed to have no AU source
+
+
+JSON_SUFFIXES = ("_au_analysis", "_au_data")
+
+_LOCK = threading.Lock()
+_MODELS: Dict[Tuple, Any] = {}
+_WARNED: set = set()
+
+
+def _once(key: Tuple, build):
+    """Process-wide memo keyed by pid: a forked DataLoader worker builds its own (CUDA does not survive fork)."""
+    key = (os.getpid(),) + key
+    with _LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = build()
+        return _MODELS[key]
+
+
+def _warn_once(kind: str, message: str) -> None:
+    if kind in _WARNED:
+        log.debug(message)
+        return
+    _WARNED.add(kind)
+    log.warning("%s (further cases are logged at debug level)", message)
+
+
+class LazyAgent:
+    """The AU Agent as :func:`video_features` sees it: its fingerprint comes from the settings alone (enough to
+    check a precomputed file), and the model loads on the first description actually needed."""
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        from .agent.config import agent_config, fingerprint
+
+        self.config = agent_config(dict(settings))  # checks the settings now, loudly
+        self.fingerprint = fingerprint(self.config)
+        self._agent = None
+
+    def describe_inputs(self, inputs: Sequence[str], **kwargs: Any) -> List[str]:
+        if self._agent is None:
+            from .agent import AUAgent
+
+            log.info("loading the AU Agent (pid %d)", os.getpid())
+            self._agent = AUAgent(self.config)
+        return self._agent.describe_inputs(inputs, **kwargs)
+
+
+class LazyClip:
+    """CLIP as :func:`video_features` sees it: fingerprint and width first, the model on the first text."""
+
+    def __init__(self, name_or_path: str) -> None:
+        from .clip_encoder import clip_fingerprint
+
+        self.name = name_or_path
+        try:
+            self.fingerprint = clip_fingerprint(name_or_path)
+        except OSError as e:
+            raise AUAgentError(f"au_clip_model: not a CLIP model name nor a readable file ({e.strerror})",
+                               name_or_path) from None
+        self._dim: Optional[int] = None
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            from .clip_encoder import clip_text_width
+
+            self._dim = clip_text_width(self.name)
+        return self._dim
+
+    def encoder(self):
+        from .clip_encoder import load_clip_text_encoder
+
+        return load_clip_text_encoder(self.name)
+
+    def encode(self, texts: Sequence[str], **kwargs: Any) -> np.ndarray:
+        return self.encoder().encode(texts, **kwargs)
+
+
+class FeatureSource:
+    """The one answer to "where does this sample's AU feature come from".
+
+    ``use_au_agent`` → ``{au_precomputed_dir}/{name}.npy/.json`` when present, else ``{openface_output_dir}/
+    {name}.csv`` → agent → CLIP (exactly what ``au-agent precompute`` writes); otherwise MER-Factory's per-frame
+    descriptions → CLIP. Every feature it returns is ``[T, D]`` with a ``[T]`` mask, D the configured width
+    (``au_feature_dim``, else the CLIP's); :meth:`check` refuses, with one message naming the folder, a
+    configuration whose files disagree with it or that leaves more than ``au_max_missing`` samples without a
+    source. A folder ``root/{dataset}`` is used when it exists (one root for several datasets).
+    """
+
+    def __init__(self, settings: SourceSettings, frames: int, agent_settings: Optional[Mapping[str, Any]] = None,
+                 dataset: Optional[str] = None) -> None:
+        self.settings = settings
+        self.features = FeatureSettings(frames=int(settings.au_frames or frames), sampling=str(settings.au_sampling),
+                                        min_confidence=float(settings.au_min_confidence))
+        self.agent_settings = dict(agent_settings or {})
+        self.dataset = dataset
+        self.precomputed_dir = self._dir(settings.au_precomputed_dir) if settings.use_au_agent else None
+        self.openface_dir = self._dir(settings.openface_output_dir) if settings.use_au_agent else None
+        self.mer_factory_output = None if settings.use_au_agent else settings.mer_factory_output
+
+    def _dir(self, root: Any) -> Optional[str]:
+        if not root:
+            return None
+        sub = os.path.join(os.fspath(root), self.dataset) if isinstance(self.dataset, str) else None
+        return sub if sub and os.path.isdir(sub) else os.fspath(root)
+
+    # ---- models, once per process, loaded on first use
+
+    @property
+    def clip(self) -> LazyClip:
+        name = str(self.settings.au_clip_model)
+        return _once(("clip", name), lambda: LazyClip(name))
+
+    @property
+    def agent(self) -> LazyAgent:
+        settings = self.agent_settings
+        return _once(("agent", repr(sorted(settings.items()))), lambda: LazyAgent(settings))
+
+    @property
+    def dim(self) -> int:
+        """The width every feature has: the AU branch's (``au_feature_dim``), else the CLIP model's."""
+        return int(self.settings.au_feature_dim or self.clip.dim)
+
+    def _computes(self) -> bool:
+        return bool(self.openface_dir or self.mer_factory_output)
+
+    # ---- construction-time check
+
+    def check(self, names: Optional[Sequence[str]] = None) -> None:
+        """Refuse, before any sample is read, what would train on wrong or missing AU features.
+
+        ``names`` are the dataset's samples (unknown at inference: then only the folders are checked).
+        """
+        from .frames import SAMPLING_MODES
+
+        s = self.settings
+        if s.au_sampling not in SAMPLING_MODES:
+            raise AUAgentError(f"au_sampling {s.au_sampling!r}: choose one of {', '.join(SAMPLING_MODES)}")
+        if self.features.frames < 1:
+            raise AUAgentError(f"au_frames must be at least 1, got {self.features.frames}")
+        if not 0.0 <= float(s.au_max_missing) <= 1.0:
+            raise AUAgentError(f"au_max_missing must be a fraction between 0 and 1, got {s.au_max_missing!r}")
+        keys = ("au_precomputed_dir", "openface_output_dir") if s.use_au_agent else ("mer_factory_output",)
+        given = [k for k in keys if getattr(s, k)]
+        if not given:
+            raise AUAgentError(f"AU features need {' or '.join(keys)} (use_au_agent: {bool(s.use_au_agent)})")
+        for key in given:
+            if not os.path.isdir(getattr(s, key)):
+                raise AUAgentError(f"{key}: folder not found", getattr(s, key))
+        if self.openface_dir:  # building the agent's config checks its settings (adapter, base model), no model
+            log.debug("AU Agent fingerprint %s", self.agent.fingerprint)
+        if self._computes() and s.au_feature_dim and self.clip.dim != int(s.au_feature_dim):
+            raise AUAgentError(f"au_clip_model {s.au_clip_model} gives {self.clip.dim}-d features, the model's "
+                               f"au_feature_dim is {s.au_feature_dim}: set model.au_feature_dim to "
+                               f"{self.clip.dim}", self.openface_dir or self.mer_factory_output)
+        names = [n for n in names or () if n]
+        found = self._check_precomputed(names) if self.precomputed_dir else set()
+        if names:
+            self._check_missing(names, found)
+
+    def _check_precomputed(self, names: Sequence[str]) -> set:
+        """The names with a complete precomputed pair; raises when any of them was made another way."""
+        folder = Path(self.precomputed_dir)
+        candidates = names or sorted(p.stem for p in folder.glob("*.json"))
+        records = {}
+        for name in candidates:
+            meta = precomputed_meta(folder, name)
+            if meta is not None:
+                records[name] = meta
+        if not records:
+            return set()
+        agent_fp = self.agent.fingerprint if self.openface_dir else None
+        problems: Dict[str, List[str]] = {}
+        for name, meta in records.items():
+            for problem in meta_mismatches(meta, self.features, agent_fp, self.clip.fingerprint, self.dim):
+                problems.setdefault(problem, []).append(name)
+        for key, what in (("agent", "agents"), ("clip", "CLIP models")):
+            made_by: Dict[Any, int] = {}
+            for meta in records.values():
+                made_by[meta.get(key)] = made_by.get(meta.get(key), 0) + 1
+            if len(made_by) > 1:
+                problems.setdefault(f"a folder mixing {len(made_by)} {what} ("
+                                    + ", ".join(f"{fp}: {n} files" for fp, n in sorted(made_by.items(), key=str))
+                                    + ")", [])
+        if problems:
+            parts = [f"{p} in {len(n)} of {len(records)} files (e.g. {n[0]}.json)" if n else p
+                     for p, n in problems.items()]
+            raise AUAgentError("precomputed AU features do not match the config: " + "; ".join(parts)
+                               + ". Rerun `au-agent precompute` with these settings into an empty folder", folder)
+        return set(records)
+
+    def _check_missing(self, names: Sequence[str], found: set) -> None:
+        missing = [n for n in names if n not in found and not self._has_input(n)]
+        allowed = float(self.settings.au_max_missing)
+        if len(missing) > allowed * len(names):
+            folders = [f for f in (self.precomputed_dir, self.openface_dir, self.mer_factory_output) if f]
+            also = f"; also searched {', '.join(folders[1:])}" if len(folders) > 1 else ""
+            raise AUAgentError(f"{len(missing)} of {len(names)} samples ({len(missing) / len(names):.1%}) have no AU "
+                               f"source (au_max_missing: {allowed:g}), e.g. {', '.join(missing[:3])}{also}",
+                               folders[0])
+        if missing:
+            log.warning("%d of %d samples have no AU source (e.g. %s); they get a masked zero AU feature",
+                        len(missing), len(names), ", ".join(missing[:3]))
+
+    def _has_input(self, name: str) -> bool:
+        if self.openface_dir:
+            return os.path.isfile(os.path.join(self.openface_dir, f"{name}.csv"))
+        return self.json_path(name) is not None
+
+    # ---- one sample
+
+    def get(self, name: str) -> Optional[VideoFeatures]:
+        """The sample's features (``[T, D]``, mask ``[T]``), or None when it has no AU source (warned once)."""
+        vf = self.from_agent(name) if self.settings.use_au_agent else self.from_json(name)
+        return None if vf is None else self._checked(vf, name)
+
+    def arrays(self, name: Optional[str]) -> Tuple[np.ndarray, np.ndarray]:
+        """``(features float32 [T, D], mask bool [T])``; zeros and an all-False mask without a source."""
+        vf = self.get(name) if name else None
+        if vf is None:
+            if not name:
+                _warn_once("missing", "no sample name to look AU features up by; using a masked zero AU feature")
+            frames = self.features.frames
+            return np.zeros((frames, self.dim), dtype=np.float32), np.zeros(frames, dtype=bool)
+        return vf.features.astype(np.float32, copy=False), vf.mask.astype(bool, copy=False)
+
+    def _checked(self, vf: VideoFeatures, name: str) -> VideoFeatures:
+        t = self.features.frames if self.features.sampling != "all" else len(vf.mask)
+        if vf.features.shape != (t, self.dim) or vf.mask.shape != (t,):
+            raise AUAgentError(f"AU features of shape {list(vf.features.shape)} with a mask of "
+                               f"{list(vf.mask.shape)}; the config wants [{t}, {self.dim}] and [{t}]", name)
+        return vf
+
+    def from_agent(self, name: str) -> Optional[VideoFeatures]:
+        """Precomputed features if present, else OpenFace CSV → AU Agent → CLIP (as ``au-agent precompute``)."""
+        if self.precomputed_dir:
+            vf = checked_precomputed(self.precomputed_dir, name, self.features,
+                                     self.agent.fingerprint if self.openface_dir else None, self.clip.fingerprint,
+                                     self.dim)
+            if vf is not None:
+                return vf
+        csv = os.path.join(self.openface_dir, f"{name}.csv") if self.openface_dir else None
+        if csv is None or not os.path.isfile(csv):
+            where = " or ".join(f for f in (self.precomputed_dir, self.openface_dir) if f)
+            _warn_once("missing", f"{name}: no AU features in {where}; using a masked zero AU feature")
+            return None
+        try:
+            return video_features(name, openface_dir=self.openface_dir, agent=self.agent, encoder=self.clip,
+                                  settings=self.features)
+        except AUAgentError as e:
+            _warn_once("missing", f"{name}: no AU features ({e}); using a masked zero AU feature")
+            return None
+
+    def json_path(self, name: str) -> Optional[str]:
+        root = self.mer_factory_output
+        if not root:
+            return None
+        folders = ([os.path.join(root, self.dataset, name)] if isinstance(self.dataset, str) else []) \
+            + [os.path.join(root, name)]
+        for folder in folders:
+            for suffix in JSON_SUFFIXES:
+                path = os.path.join(folder, f"{name}{suffix}.json")
+                if os.path.isfile(path):
+                    return path
+        return None
+
+    def from_json(self, name: str) -> Optional[VideoFeatures]:
+        """MER-Factory's per-frame descriptions (``au_json_text_key`` only) → CLIP, with the same frame
+        selection and T as the agent path."""
+        from data_prep.clean import clean_text
+        from data_prep.sources import per_frame
+        from data_prep.sources.record import load_json
+
+        path = self.json_path(name)
+        if path is None:
+            _warn_once("missing", f"{name}: no {name}_au_analysis.json under {self.mer_factory_output}; "
+                                  f"using a masked zero AU feature")
+            return None
+        key = str(self.settings.au_json_text_key)
+        try:
+            data = load_json(path)
+            frames, texts = [], []
+            for rec in per_frame.read(path, data, name, key):
+                text = clean_text(rec.description)[0] if isinstance(rec.description, str) else ""
+                if text and not text.startswith("Error"):
+                    frames.append(rec.frame)
+                    texts.append(text)
+            if not texts:
+                raise AUAgentError(f"no per-frame descriptions under {key!r}", path)
+        except AUAgentError as e:
+            _warn_once("missing", f"{name}: unusable AU descriptions ({e}); using a masked zero AU feature")
+            return None
+        info = data.get("au_info") if isinstance(data, dict) else None
+        total = info.get("total_frames") if isinstance(info, dict) else None
+        return features_from_descriptions(frames, texts, total, self.clip, self.features, name=name)

@@ -3,7 +3,10 @@
     uniform (default)  the frame indices AffectGPT's ``load_video(..., sampling="uniform")`` picks for the same
                        clip, so the i-th AU feature describes the i-th visual frame: with ``vlen`` frames,
                        ``np.arange(0, vlen, vlen / min(T, vlen)).astype(int)``; shorter clips repeat the last
-                       index up to T, exactly as AffectGPT pads its frames.
+                       index up to T, exactly as AffectGPT pads its frames. Where the float step makes that
+                       ``arange`` return T + 1 indices (17 frames and T = 7; T = 11, 13, 14, 15 …; AffectGPT
+                       then loads T + 1 visual frames), the first T are kept: always exactly T, each the
+                       same as AffectGPT's i-th frame.
     peaks              MER-Factory's emotion peaks: ``find_peaks`` on the summed AU intensity (height 0.8,
                        distance 15 frames); the T highest peaks in time order, topped up with uniform frames.
     all                every frame; T is the video's length.
@@ -28,10 +31,10 @@ PEAK_DISTANCE = 15  # MER-Factory's default --peak_dis
 
 
 def uniform_indices(vlen: int, n: int) -> List[int]:
-    """AffectGPT's uniform frame indices (0-based) for a clip of ``vlen`` frames, padded to ``n``."""
+    """AffectGPT's uniform frame indices (0-based) for a clip of ``vlen`` frames: exactly ``n`` of them."""
     if vlen <= 0:
         return []
-    indices = np.arange(0, vlen, vlen / min(n, vlen)).astype(int).tolist()
+    indices = np.arange(0, vlen, vlen / min(n, vlen)).astype(int).tolist()[:n]  # the float step may give n + 1
     return indices + [indices[-1]] * (n - len(indices))
 
 
@@ -61,8 +64,9 @@ def select_frames(frames: np.ndarray, valid: np.ndarray, n: int, mode: str = "un
                   intensity: Optional[np.ndarray] = None, total_frames: Optional[int] = None) -> FrameSelection:
     """Choose T frame numbers among ``frames`` (OpenFace numbers with their validity).
 
-    ``total_frames`` is the clip length when it is known to differ from the largest frame number (for example
-    when only described frames are listed); ``intensity`` (summed AU intensity per frame) is needed for peaks.
+    ``total_frames`` is the clip length when it may differ from the largest frame number (the video's length
+    when a chosen face leaves early, or when only described frames are listed); ``intensity`` (summed AU
+    intensity per frame) is needed for peaks.
     """
     if mode not in SAMPLING_MODES:
         raise AUAgentError(f"unknown frame sampling {mode!r}; choose one of {', '.join(SAMPLING_MODES)}")
@@ -82,8 +86,11 @@ def select_frames(frames: np.ndarray, valid: np.ndarray, n: int, mode: str = "un
         if intensity is None:
             raise AUAgentError("peak sampling needs the AU intensities")
         peaks = _peak_frames(frames, valid, np.asarray(intensity, dtype=np.float64), n)
-        rest = [t for t in targets if t not in peaks][: n - len(peaks)]
-        targets = sorted(peaks + rest)
+        rest = list(targets)
+        for peak in peaks:  # one uniform slot per peak (a short clip repeats its frames, so remove one copy)
+            if peak in rest:
+                rest.remove(peak)
+        targets = sorted(peaks + rest[: n - len(peaks)])
     valid_set = set(valid_frames.tolist())
     chosen = [t if t in valid_set else _nearest_valid(t, valid_frames) for t in targets]
     return FrameSelection(chosen, np.ones(n, dtype=bool))

@@ -8,15 +8,19 @@ A ``face_or_frame`` mode with an ``au`` part (``multiface_audio_face_frame_au_te
 
 * ``get_needed_data`` adds ``'au'``; ``get_prompt_for_multimodal`` adds ``<AU><AUHere></AU>`` before the
   subtitle; ``replace_token_for_multimodal`` repeats ``<AUHere>`` ``num_au_query_token`` times;
-* ``read_frame_face_audio_text`` adds ``au`` [T, 512] and ``au_mask`` [T] for the sample, whose name it takes
+* ``read_frame_face_audio_text`` adds ``au`` [T, D] and ``au_mask`` [T] for the sample, whose name it takes
   from the video / audio / face path (AffectGPT passes paths, not names);
-* ``__getitem__`` keeps them (AffectGPT's returns a fixed key set) and ``collater`` stacks ``aus`` [B, T, 512]
+* ``__getitem__`` keeps them (AffectGPT's returns a fixed key set) and ``collater`` stacks ``aus`` [B, T, D]
   and ``au_masks`` [B, T] (AffectGPT's stacks a hard-coded key list).
 
-A sample whose AU source is missing gets a zero feature with an all-False mask and one warning per process,
-never a random replacement sample. Other modes are untouched.
+D is the AU branch's width (``model.au_feature_dim``, which must equal the CLIP model's: 512 for ViT-B/32, 768
+for ViT-L/14). A sample whose AU source is missing gets a zero feature with an all-False mask and one warning
+per process, never a random replacement sample; more than ``au_max_missing`` (5 %) of the samples without a
+source, or precomputed files made with other settings, fail the dataset's construction. Other modes are
+untouched.
 
-Where features come from — the seed guide's ``_extract_au_features_realtime(video_name)``:
+Where features come from (one owner: :class:`affectgpt_patch.features.FeatureSource`; the seed guide's
+``_extract_au_features_realtime(video_name)`` and friends delegate to it):
 
 * ``use_au_agent: true`` → ``_extract_au_with_agent``: ``{au_precomputed_dir}/{name}.npy/.json`` written by
   ``au-agent precompute`` when present, else ``{openface_output_dir}/{name}.csv`` → AU Agent → CLIP, exactly
@@ -39,36 +43,29 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import threading
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from dataclasses import fields
+from typing import Any, Dict, List, Optional
 
 from data_prep.errors import AUAgentError
+
+from .features import FeatureSource, SourceSettings
 
 log = logging.getLogger(__name__)
 
 AU_PATCH_TOKEN = "<AUHere>"
-AU_FEATURE_DIM = 512
 DEFAULT_FRAMES = 8  # AffectGPT's n_frms
 AU_PROMPT = f"The facial action units of the person, described frame by frame, are: <AU>{AU_PATCH_TOKEN}</AU>. "
 _PROMPT_ANCHORS = ("The subtitle of this video is", "Now, please answer")
-JSON_SUFFIXES = ("_au_analysis", "_au_data")
 
-#: The AU settings and their defaults (class attributes, so a dataset built without configs has them). The
-#: agent's own keys (``au_agent_dir``, ``au_agent_backend``, ``au_agent_cache_dir`` …) are read as well: see
-#: ``affectgpt_patch.agent.config.CONFIG_KEYS``.
+#: The AU settings and their defaults (class attributes, so a dataset built without configs has them): the
+#: feature source's (:class:`~affectgpt_patch.features.SourceSettings`), the seed's agent keys and the number
+#: of AU tokens. The agent's other keys (``au_agent_dir``, ``au_agent_backend``, ``au_agent_cache_dir`` …) are
+#: read as well: see ``affectgpt_patch.agent.config.CONFIG_KEYS``.
 SETTINGS: Dict[str, Any] = {
-    "use_au_agent": False,
+    **{f.name: f.default for f in fields(SourceSettings)},
     "au_agent_base_model": None,  # the seed's keys; or au_agent_dir: an `au-agent train` output
     "au_agent_lora_weights": None,
     "au_agent_use_lora": True,
-    "openface_output_dir": None,
-    "au_precomputed_dir": None,
-    "mer_factory_output": None,
-    "au_json_text_key": "fine_grained_descriptions",
-    "au_frames": None,  # T; default n_frms (8)
-    "au_sampling": "uniform",
-    "au_min_confidence": 0.8,
-    "au_clip_model": "ViT-B/32",
     "num_au_query_token": 1,
 }
 
@@ -120,65 +117,15 @@ def _setting_keys() -> List[str]:
     return list(dict.fromkeys([*SETTINGS, *CONFIG_KEYS]))
 
 
-# ---- models, once per process
+def _n_frms(model_cfg: Any) -> Optional[int]:
+    """``model.vis_processor.train.n_frms``: AffectGPT's T, known before ``BaseDataset.__init__`` sets it."""
+    value = _get(_get(_get(model_cfg, "vis_processor"), "train"), "n_frms")
+    return int(value) if isinstance(value, int) else None
 
 
-_LOCK = threading.Lock()
-_MODELS: Dict[Tuple, Any] = {}
-_WARNED: set = set()
-
-
-def _once(key: Tuple, build):
-    """Process-wide memo keyed by pid: a forked DataLoader worker builds its own (CUDA does not survive fork)."""
-    key = (os.getpid(),) + key
-    with _LOCK:
-        if key not in _MODELS:
-            _MODELS[key] = build()
-        return _MODELS[key]
-
-
-def _warn_once(kind: str, message: str) -> None:
-    if kind in _WARNED:
-        log.debug(message)
-        return
-    _WARNED.add(kind)
-    log.warning("%s (further cases are logged at debug level)", message)
-
-
-class _LazyAgent:
-    """The AU Agent as ``video_features`` sees it: its fingerprint comes from the settings alone (enough to
-    validate a precomputed file), and the model loads on the first description actually needed."""
-
-    def __init__(self, settings: Dict[str, Any]) -> None:
-        from .agent.config import agent_config, fingerprint
-
-        self.config = agent_config(settings)  # validates the settings now, loudly
-        self.fingerprint = fingerprint(self.config)
-        self._agent = None
-
-    def describe_inputs(self, inputs: Sequence[str], **kwargs: Any) -> List[str]:
-        if self._agent is None:
-            from .agent import AUAgent
-
-            log.info("loading the AU Agent (pid %d)", os.getpid())
-            self._agent = AUAgent(self.config)
-        return self._agent.describe_inputs(inputs, **kwargs)
-
-
-class _LazyClip:
-    """CLIP as ``video_features`` sees it: fingerprint first, the model on the first text to encode."""
-
-    def __init__(self, name_or_path: str) -> None:
-        from .clip_encoder import clip_fingerprint
-
-        self.name = name_or_path
-        self.fingerprint = clip_fingerprint(name_or_path)
-        self.dim = AU_FEATURE_DIM
-
-    def encode(self, texts: Sequence[str], **kwargs: Any):
-        from .clip_encoder import load_clip_text_encoder
-
-        return load_clip_text_encoder(self.name).encode(texts, **kwargs)
+def _sample_names(dataset: Any) -> List[str]:
+    annotation = getattr(dataset, "annotation", None) or ()
+    return [a["name"] for a in annotation if isinstance(a, dict) and isinstance(a.get("name"), str)]
 
 
 # ---- the mixins
@@ -186,7 +133,9 @@ class _LazyClip:
 
 class AUSourceMixin:
     """AU settings and the seed guide's extraction methods; enough for a ``BaseDataset`` that already has its
-    own AU modality (the AU fork), which calls :meth:`au_feature_for_sample` from its AU code."""
+    own AU modality (the AU fork), which calls :meth:`au_feature_for_sample` from its AU code. Where a
+    feature comes from is :class:`~affectgpt_patch.features.FeatureSource`'s business; this class only maps
+    AffectGPT's attributes and configs onto it."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         try:
@@ -194,14 +143,21 @@ class AUSourceMixin:
         except TypeError:
             bound = kwargs
         dataset_cfg, model_cfg = bound.get("dataset_cfg"), bound.get("model_cfg")
-        self.configure_au(dataset_cfg, model_cfg, wanted=is_au_mode(_get(dataset_cfg, "face_or_frame")))
+        n_frms = _n_frms(model_cfg)
+        if n_frms is not None and getattr(self, "n_frms", None) is None:
+            self.n_frms = n_frms  # BaseDataset.__init__ sets the same value later
+        wanted = is_au_mode(_get(dataset_cfg, "face_or_frame"))
+        self.configure_au(dataset_cfg, model_cfg, wanted=wanted)
+        if wanted:
+            self._check_model_side(model_cfg)
         super().__init__(*args, **kwargs)
 
     def configure_au(self, *sources: Any, wanted: Optional[bool] = None) -> None:
         """Set the AU settings from configs; for each key the first source that has it wins.
 
         Checks them when AU is wanted (an AU ``face_or_frame``; by default: ``'au'`` in ``needed_data``), so a
-        wrong path fails here, loudly, instead of inside ``__getitem__``, whose retry loop would hide it.
+        wrong path, a precomputed folder made another way or too many samples without AU fail here, loudly,
+        instead of inside ``__getitem__``, whose retry loop would hide it.
         """
         for key in _setting_keys():
             for source in sources:
@@ -219,135 +175,84 @@ class AUSourceMixin:
     def _au_wanted(self) -> bool:
         return "au" in (getattr(self, "needed_data", None) or ())
 
-    def _au_settings(self):
-        from .features import FeatureSettings
-
-        frames = self.au_frames or getattr(self, "n_frms", None) or DEFAULT_FRAMES
-        return FeatureSettings(frames=int(frames), sampling=str(self.au_sampling),
-                               min_confidence=float(self.au_min_confidence))
-
     def _agent_settings(self) -> Dict[str, Any]:
         from .agent.config import CONFIG_KEYS
 
         return {k: getattr(self, k) for k in CONFIG_KEYS if getattr(self, k, None) is not None}
 
-    def _au_dir(self, root: Any) -> Optional[str]:
-        """``root/{Dataset}`` when that folder exists (one root for several datasets), else ``root``."""
-        if not root:
-            return None
-        dataset = getattr(self, "dataset", None)
-        sub = os.path.join(os.fspath(root), dataset) if isinstance(dataset, str) else None
-        return sub if sub and os.path.isdir(sub) else os.fspath(root)
+    @property
+    def au_source(self) -> FeatureSource:
+        """The feature source for the current settings (attributes set by hand count: rebuilt when they change)."""
+        settings = SourceSettings(**{f.name: getattr(self, f.name) for f in fields(SourceSettings)})
+        frames = getattr(self, "n_frms", None) or DEFAULT_FRAMES
+        agent_settings = self._agent_settings()
+        key = (settings, frames, repr(sorted(agent_settings.items())), getattr(self, "dataset", None))
+        cached = self.__dict__.get("_au_source")
+        if cached is None or cached[0] != key:
+            source = FeatureSource(settings, frames, agent_settings, getattr(self, "dataset", None))
+            self.__dict__["_au_source"] = cached = (key, source)
+        return cached[1]
 
     def _check_au_settings(self) -> None:
-        from .frames import SAMPLING_MODES
+        if self._owns_au_sources():
+            self.au_source.check(_sample_names(self))
 
-        if self.au_sampling not in SAMPLING_MODES:
-            raise AUAgentError(f"au_sampling {self.au_sampling!r}: choose one of {', '.join(SAMPLING_MODES)}")
-        keys = ("au_precomputed_dir", "openface_output_dir") if self.use_au_agent else ("mer_factory_output",)
-        given = [k for k in keys if getattr(self, k)]
-        if not given:
-            raise AUAgentError(f"AU features need {' or '.join(keys)} (use_au_agent: {bool(self.use_au_agent)})")
-        for key in given:
-            if not os.path.isdir(getattr(self, key)):
-                raise AUAgentError(f"{key}: folder not found", getattr(self, key))
-        if self.use_au_agent and self.openface_output_dir:
-            self._au_agent()  # validates the agent settings (adapter folder, base model) without loading it
+    #: The AU feature width the checkout's own model accepts when it is fixed: the AU fork's model builds its
+    #: AU layers for 512-d input (``au_hidden_size = 512``); None where the installed AU branch reads
+    #: ``au_feature_dim`` from the config.
+    fixed_model_au_width: Optional[int] = 512
+
+    def _check_model_side(self, model_cfg: Any) -> None:
+        """Refuse, at dataset construction, AU settings the AU fork's own model would break on or silently
+        mistrain with: another feature width (an opaque matmul error later), or a frozen projector (randomly
+        initialised there, and AffectGPT's runner saves trainable weights only, so inference would use
+        another projector than training)."""
+        if self.fixed_model_au_width is None:
+            return
+        width = _get(model_cfg, "au_feature_dim") or self.au_feature_dim
+        if self._owns_au_sources() and self.au_source._computes():
+            width = self.au_source.clip.dim
+        if width is not None and int(width) != self.fixed_model_au_width:
+            raise AUAgentError(f"this checkout's AU model takes {self.fixed_model_au_width}-d AU features "
+                               f"(au_hidden_size in my_affectgpt/models/affectgpt.py) but the features are "
+                               f"{int(width)}-d (au_clip_model {self.au_clip_model}): use a "
+                               f"{self.fixed_model_au_width}-d CLIP such as ViT-B/32 with this checkout")
+        if _get(model_cfg, "frozen_au_proj"):
+            raise AUAgentError("frozen_au_proj: true in this checkout's AU model gives inference another "
+                               "projector than training (it is initialised randomly and the runner saves "
+                               "trainable weights only): set model.frozen_au_proj to false")
+
+    def _owns_au_sources(self) -> bool:
+        """Whether AU features come from the feature source: in the AU fork only its agent branch does
+        (``use_au_agent``); its own pre-extracted / JSON sources are its own business."""
+        return bool(self.use_au_agent)
 
     # ---- the seed guide's methods
 
     def _load_clip_for_au(self):
-        """The CLIP text encoder (``.encode(texts)`` → L2-normalised [N, 512]); loaded once per process."""
-        from .clip_encoder import load_clip_text_encoder
-
-        return load_clip_text_encoder(str(self.au_clip_model))
-
-    def _au_agent(self) -> _LazyAgent:
-        settings = self._agent_settings()
-        return _once(("agent", repr(sorted(settings.items()))), lambda: _LazyAgent(settings))
+        """The CLIP text encoder (``.encode(texts)`` → L2-normalised [N, D]); loaded once per process."""
+        return self.au_source.clip.encoder()
 
     def _extract_au_features_realtime(self, video_name: str):
-        """``VideoFeatures`` (``.features`` [T, 512], ``.mask`` [T]) of one video, or None without a source."""
-        if self.use_au_agent:
-            return self._extract_au_with_agent(video_name)
-        return self._extract_au_from_json(video_name)
+        """``VideoFeatures`` (``.features`` [T, D], ``.mask`` [T]) of one video, or None without a source."""
+        return self.au_source.get(video_name)
 
     def _extract_au_with_agent(self, video_name: str):
         """Precomputed features if present, else OpenFace CSV → AU Agent → CLIP (as ``au-agent precompute``)."""
-        from .features import video_features
-
-        openface = self._au_dir(self.openface_output_dir)
-        try:
-            return video_features(
-                video_name, precomputed_dir=self._au_dir(self.au_precomputed_dir), openface_dir=openface,
-                agent=self._au_agent() if openface else None,
-                encoder=_once(("clip", str(self.au_clip_model)), lambda: _LazyClip(str(self.au_clip_model)))
-                if openface else None,
-                settings=self._au_settings())
-        except AUAgentError as e:
-            _warn_once("missing", f"{video_name}: no AU features ({e}); using a masked zero AU feature")
-            return None
+        return self.au_source.from_agent(video_name)
 
     def _extract_au_from_json(self, video_name: str):
         """MER-Factory's per-frame descriptions → CLIP, with the same frame selection and T as the agent path."""
-        from data_prep.clean import clean_text
-        from data_prep.sources import per_frame
-        from data_prep.sources.record import load_json
-
-        from .features import features_from_descriptions
-
-        path = self._au_json_path(video_name)
-        if path is None:
-            _warn_once("missing", f"{video_name}: no {video_name}_au_analysis.json under {self.mer_factory_output}; "
-                                  f"using a masked zero AU feature")
-            return None
-        try:
-            data = load_json(path)
-            frames, texts = [], []
-            for key in dict.fromkeys((self.au_json_text_key, *per_frame.TEXT_KEYS)):
-                for rec in per_frame.read(path, data, video_name, key):
-                    text = clean_text(rec.description)[0] if isinstance(rec.description, str) else ""
-                    if text and not text.startswith("Error"):
-                        frames.append(rec.frame)
-                        texts.append(text)
-                if texts:
-                    break
-            if not texts:
-                raise AUAgentError(f"no per-frame descriptions ({', '.join(per_frame.TEXT_KEYS)})", path)
-        except AUAgentError as e:
-            _warn_once("missing", f"{video_name}: unusable AU descriptions ({e}); using a masked zero AU feature")
-            return None
-        total = _get(data.get("au_info"), "total_frames") if isinstance(data, dict) else None
-        return features_from_descriptions(frames, texts, total, self._load_clip_for_au(), self._au_settings(),
-                                          name=video_name)
-
-    def _au_json_path(self, video_name: str) -> Optional[str]:
-        root = self.mer_factory_output
-        if not root:
-            return None
-        dataset = getattr(self, "dataset", None)
-        folders = ([os.path.join(root, dataset, video_name)] if isinstance(dataset, str) else []) \
-            + [os.path.join(root, video_name)]
-        for folder in folders:
-            for suffix in JSON_SUFFIXES:
-                path = os.path.join(folder, f"{video_name}{suffix}.json")
-                if os.path.isfile(path):
-                    return path
-        return None
+        return self.au_source.from_json(video_name)
 
     # ---- one sample's tensors
 
     def au_feature(self, video_name: Optional[str]):
-        """``(feature float32 [T, 512], mask bool [T])``; zeros and an all-False mask when there is no source."""
+        """``(feature float32 [T, D], mask bool [T])``; zeros and an all-False mask when there is no source."""
         import torch
 
-        vf = self._extract_au_features_realtime(video_name) if video_name else None
-        if vf is None:
-            if not video_name:
-                _warn_once("missing", "no sample name to look AU features up by; using a masked zero AU feature")
-            frames = self._au_settings().frames
-            return torch.zeros(frames, AU_FEATURE_DIM), torch.zeros(frames, dtype=torch.bool)
-        return torch.from_numpy(vf.features.astype("float32")), torch.from_numpy(vf.mask.astype(bool))
+        feature, mask = self.au_source.arrays(video_name)
+        return torch.from_numpy(feature), torch.from_numpy(mask)
 
     def au_feature_for_sample(self, sample_name: Optional[str] = None, video_path: Any = None,
                               audio_path: Any = None, face_npy: Any = None):
@@ -361,6 +266,11 @@ for _key, _default in SETTINGS.items():  # class-level defaults: what a dataset 
 
 class AUDatasetMixin(AUSourceMixin):
     """The whole AU modality for an upstream ``BaseDataset`` (see the module docstring)."""
+
+    fixed_model_au_width = None  # the installed AU branch takes au_feature_dim, and seeds a frozen projector
+
+    def _owns_au_sources(self) -> bool:
+        return True
 
     def get_needed_data(self, face_or_frame):
         if not is_au_mode(face_or_frame):

@@ -1,7 +1,8 @@
 """``au-agent precompute``: AU features for a whole corpus, once, so training reads them at disk speed.
 
-For every ``{openface_dir}/{name}.csv`` it writes ``{out}/{name}.npy`` (float16 [T, 512]) and ``{name}.json``
-(frames, input strings, descriptions, mask, agent and CLIP fingerprints), and rebuilds ``manifest.jsonl``.
+For every ``{openface_dir}/{name}.csv`` it writes ``{out}/{name}.npy`` (float16 [T, D], D the CLIP model's
+width) and ``{name}.json`` (frames, input strings, descriptions, mask, agent and CLIP fingerprints), and
+rebuilds ``manifest.jsonl``.
 
 Work is batched across videos: a chunk of videos is planned, its distinct AU inputs are described in large
 batches, its distinct descriptions encoded in large batches, then each video is assembled and written. The
@@ -27,7 +28,7 @@ from data_prep import atomic
 from data_prep.errors import AUAgentError
 from data_prep.openface import read_openface_csv
 
-from .features import (FeatureSettings, FramePlan, assemble, describe_plan, meta_matches, plan_video,
+from .features import (FeatureSettings, FramePlan, assemble, describe_plan, meta_mismatches, plan_video,
                        precomputed_meta, save_video_features)
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def split_done(names: List[str], opts: PrecomputeOptions, agent_fingerprint: Opt
     todo, done_meta = [], {}
     for name in names:
         meta = precomputed_meta(opts.out, name)
-        if meta is not None and meta_matches(meta, opts.settings, agent_fingerprint, clip_fingerprint):
+        if meta is not None and not meta_mismatches(meta, opts.settings, agent_fingerprint, clip_fingerprint):
             done_meta[name] = meta
         else:
             todo.append(name)

@@ -72,18 +72,22 @@ def validate(opts: GpuBenchOptions) -> None:
         raise BenchError(f"--gpu-memory-utilization must be in (0, 1], got {opts.gpu_memory_utilization}")
 
 
-def check_environment(backends: Sequence[str]) -> Dict[str, Any]:
-    """The GPU and libraries, or a :class:`BenchError` saying what is missing."""
+def cuda_environment(what: str, hint: str = "") -> Dict[str, Any]:
+    """The GPU, CUDA and torch versions, or a :class:`BenchError` saying that ``what`` needs CUDA."""
     try:
         import torch
     except ImportError:
-        raise BenchError("the GPU benchmark needs torch with CUDA: pip install 'au-agent[agent]'") from None
+        raise BenchError(f"{what} needs torch with CUDA: pip install 'au-agent[agent]'") from None
     if not torch.cuda.is_available():
-        raise BenchError("no CUDA device: the GPU benchmark needs an NVIDIA GPU and a CUDA build of torch "
-                         f"(torch {torch.__version__}, torch.cuda.is_available() is False); "
-                         "run `make bench` without --gpu for the CPU benchmark")
-    env: Dict[str, Any] = {"gpu": torch.cuda.get_device_name(0), "gpus": torch.cuda.device_count(),
-                           "cuda": torch.version.cuda, "torch": torch.__version__}
+        raise BenchError(f"no CUDA device: {what} needs an NVIDIA GPU and a CUDA build of torch "
+                         f"(torch {torch.__version__}, torch.cuda.is_available() is False){hint}")
+    return {"gpu": torch.cuda.get_device_name(0), "gpus": torch.cuda.device_count(),
+            "cuda": torch.version.cuda, "torch": torch.__version__}
+
+
+def check_environment(backends: Sequence[str]) -> Dict[str, Any]:
+    """The GPU and libraries, or a :class:`BenchError` saying what is missing."""
+    env = cuda_environment("the GPU benchmark", "; run `make bench` without --gpu for the CPU benchmark")
     if "vllm" in backends:
         if importlib.util.find_spec("vllm") is None:
             raise BenchError("vLLM is not installed: pip install 'au-agent[vllm]' (or pass --backends hf)")
@@ -113,43 +117,53 @@ def _free_gpu() -> None:
     torch.cuda.empty_cache()
 
 
-def measure_backend(backend: str, opts: GpuBenchOptions, inputs: List[str]) -> Tuple[List[Dict[str, Any]], List[str]]:
-    """One row per batch size (one row for vLLM); returns the rows and the last run's texts."""
+def measure_backend(backend: str, opts: GpuBenchOptions, inputs: List[str], device: str = "cuda",
+                    **agent_options: Any) -> Tuple[List[Dict[str, Any]], Dict[Any, List[str]]]:
+    """One row per batch size (one row for vLLM); returns the rows and each run's texts by its row's
+    ``batch_size``. ``device="cpu"`` runs the same measurement without CUDA (no peak memory then);
+    ``agent_options`` go to :func:`create_au_agent` (e.g. ``deterministic=True``)."""
     import torch
 
     from affectgpt_patch.agent import create_au_agent
 
+    cuda = device.startswith("cuda")
     with Stopwatch() as load:
         agent = create_au_agent(backend=backend, base_model=str(opts.model),
                                 lora_weights=str(opts.adapter) if opts.adapter else None,
-                                max_new_tokens=opts.max_new_tokens, use_cache=False, device="cuda", dtype=opts.dtype,
-                                gpu_memory_utilization=opts.gpu_memory_utilization)
+                                max_new_tokens=opts.max_new_tokens, use_cache=False, device=device, dtype=opts.dtype,
+                                gpu_memory_utilization=opts.gpu_memory_utilization, **agent_options)
     log.info("%s backend loaded in %.1f s", backend, load.seconds)
-    rows, texts = [], []
+    rows: List[Dict[str, Any]] = []
+    outputs: Dict[Any, List[str]] = {}
     try:
         sizes = opts.batch_sizes if backend == "hf" else (max(opts.batch_sizes),)
         for batch_size in sizes:
             agent.describe_inputs(inputs[:WARMUP_INPUTS], batch_size=batch_size)  # kernels, allocator, graphs
-            torch.cuda.reset_peak_memory_stats()
-            torch.cuda.synchronize()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+                torch.cuda.synchronize()
             with Stopwatch() as sw:
                 texts = agent.describe_inputs(inputs, batch_size=batch_size)
-            torch.cuda.synchronize()
+            if cuda:
+                torch.cuda.synchronize()
             tokens = sum(len(agent.backend.tokenizer.encode(t, add_special_tokens=False)) for t in texts)
             row = {"backend": backend, "batch_size": batch_size if backend == "hf" else "auto",
                    "descriptions": len(inputs), "seconds": sw.seconds, "desc_per_s": len(inputs) / sw.seconds,
                    "output_tokens_per_s": tokens / sw.seconds, "mean_output_tokens": tokens / max(len(texts), 1),
                    "load_seconds": load.seconds,
                    # vLLM runs its model in an engine process: this process's torch allocator says nothing there
-                   "peak_torch_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if backend == "hf" else None}
+                   "peak_torch_memory_gb": torch.cuda.max_memory_allocated() / 2**30
+                   if backend == "hf" and cuda else None}
             log.info("%s batch %s: %.1f descriptions/s (%.0f output tokens/s)", backend, row["batch_size"],
                      row["desc_per_s"], row["output_tokens_per_s"])
             rows.append(row)
+            outputs[row["batch_size"]] = texts
     finally:
         agent.close()
         del agent
-        _free_gpu()
-    return rows, texts
+        if cuda:
+            _free_gpu()
+    return rows, outputs
 
 
 def run_gpu(opts: GpuBenchOptions) -> BenchResult:
@@ -165,7 +179,8 @@ def run_gpu(opts: GpuBenchOptions) -> BenchResult:
     outputs: Dict[str, List[str]] = {}
     rows: List[Dict[str, Any]] = []
     for backend in [b for b in GPU_BACKENDS if b in opts.backends]:  # hf first: vLLM reserves the card
-        backend_rows, outputs[backend] = measure_backend(backend, opts, inputs)
+        backend_rows, texts = measure_backend(backend, opts, inputs)
+        outputs[backend] = texts[backend_rows[-1]["batch_size"]]
         rows += backend_rows
     res.details["runs"] = rows
     for row in rows:

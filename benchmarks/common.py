@@ -20,7 +20,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +86,10 @@ def _fmt(value: float) -> str:
     return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
 
 
-def format_table(results: List[BenchResult]) -> str:
-    """A plain-text table: one line per metric, with its target and whether it is met."""
-    header = ("benchmark", "metric", "value", "unit", "target", "met", "note")
-    rows = [header]
-    for res in results:
-        for m in res.metrics:
-            met = "" if m.met is None else ("yes" if m.met else "NO")
-            rows.append((res.name, m.name, _fmt(m.value), m.unit, str(m.target or ""), met, m.note))
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
+    """Aligned plain-text columns under a dashed header line; columns in ``right`` are right-aligned."""
+    rows = [tuple(header)] + [tuple(r) for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    right = {2}  # numbers right-aligned
     lines = []
     for k, row in enumerate(rows):
         cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
@@ -103,6 +97,17 @@ def format_table(results: List[BenchResult]) -> str:
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def format_table(results: List[BenchResult]) -> str:
+    """A plain-text table: one line per metric, with its target and whether it is met."""
+    header = ("benchmark", "metric", "value", "unit", "target", "met", "note")
+    rows = []
+    for res in results:
+        for m in res.metrics:
+            met = "" if m.met is None else ("yes" if m.met else "NO")
+            rows.append((res.name, m.name, _fmt(m.value), m.unit, str(m.target or ""), met, m.note))
+    return text_table(header, rows, right=(2,))  # numbers right-aligned
 
 
 class Stopwatch:

@@ -25,6 +25,11 @@ CSV_INVALID = "frame invalid in the OpenFace CSV (no face or low confidence)"
 DUPLICATE = "exact duplicate (same input and output)"
 LOW_FIDELITY = "description contradicts its AUs (fidelity below --min-fidelity)"
 
+#: Longest description kept, in characters. The training recipes cut a sample at 1,024 tokens (about 4,000
+#: characters of English) and a frame description is a few sentences; anything longer is not one frame's text.
+MAX_DESCRIPTION_CHARS = 4000
+TOO_LONG = f"description longer than {MAX_DESCRIPTION_CHARS} characters"
+
 # What cleaning changes without dropping (keys of stats["notes"]).
 CHAT_PREFIX_STRIPPED = "leaked chat prefix stripped from description"
 
@@ -117,6 +122,8 @@ def clean_record(
         notes += (note,)
     if not text:
         return None, EMPTY, notes
+    if len(text) > MAX_DESCRIPTION_CHARS:
+        return None, TOO_LONG, notes
     if text.startswith("Error"):
         return None, ERROR_TEXT, notes
     if any(p in text.lower() for p in _GATE_PATTERNS):

@@ -107,6 +107,12 @@ AU_PHRASES: Dict[str, str] = {
 }
 
 
+#: OpenFace clamps its AU intensity predictions to [0, 5]. A value outside that range is not an OpenFace
+#: intensity (a wrong column, a unit mix-up, a corrupt file) and is refused rather than clipped: clipping would
+#: train on, or describe, a number that was never measured.
+MAX_INTENSITY = 5.0
+
+
 def intensity_value(name: str, raw: Any) -> float:
     """A finite AU intensity from a CSV cell or a dict value; ``name`` (the AU or column) is used in the error."""
     try:
@@ -115,6 +121,8 @@ def intensity_value(name: str, raw: Any) -> float:
         raise AUAgentError(f"{name} has a non-numeric intensity {raw!r}") from None
     if not math.isfinite(value):
         raise AUAgentError(f"{name} has a non-finite intensity {raw!r}")
+    if not 0.0 <= value <= MAX_INTENSITY:
+        raise AUAgentError(f"{name} has the intensity {raw!r}, outside OpenFace's range 0-{MAX_INTENSITY:g}")
     return value
 
 

@@ -213,6 +213,7 @@ _CLAUSE_END = re.compile(
     r"|,?\sand\s(?=(?:the|a|an|his|her|their|its|there|it|this|that|they|he|she|one|some|slight|\w+ly)\b)"
 )
 _OR_LIST = re.compile(r"\b(?:or|nor)\b")
+_COMMA = re.compile(",")
 
 _AU_CODE = re.compile(r"\bau ?0?(\d{1,2})(?:_[rc])?\b")
 
@@ -316,15 +317,14 @@ def _candidates(norm: str) -> List[_Candidate]:
     return found
 
 
-def _overlaps(a: Tuple[int, int], b: Tuple[int, int]) -> bool:
-    return a[0] < b[1] and b[0] < a[1]
-
-
 def _resolve(cands: List[_Candidate]) -> List[_Candidate]:
     """Keep the most specific reading where two readings claim the same movement words (longest core first)."""
     kept: List[_Candidate] = []
+    taken = bytearray(max((c.head[1] for c in cands), default=0))  # 1 where a kept head lies (kept heads never overlap)
     for c in sorted(set(cands), key=lambda c: (-c.weight, c.start, c.end)):
-        if not any(_overlaps(c.head, k.head) for k in kept):
+        s, e = c.head
+        if taken.find(1, s, e) < 0:  # heads are never empty: every movement and phrase pattern needs a word
+            taken[s:e] = b"\x01" * (e - s)
             kept.append(c)
     return sorted(kept, key=lambda c: (c.start, c.end))
 
@@ -339,32 +339,60 @@ def _clauses(norm: str) -> Iterator[Tuple[int, int]]:
 
 def _negated_spans(norm: str) -> List[Tuple[int, int]]:
     """``[start, end)`` ranges under a negation: from the cue to the next comma or clause end, or through a short
-    comma list that ends in or/nor ("no brow raise, lip press, or smile")."""
+    comma list that ends in or/nor ("no brow raise, lip press, or smile"). Linear in the text's length."""
     spans = []
     for a, b in _clauses(norm):
-        cuts = [a] + [i + 1 for i in range(a, b) if norm[i] == ","] + [b + 1]
+        cuts = [a] + [m.end() for m in _COMMA.finditer(norm, a, b)] + [b + 1]
         segments = [(cuts[k], cuts[k + 1] - 1) for k in range(len(cuts) - 1)]
+        cues = [_NEGATION.search(norm, s, e) for s, e in segments]
+        if not any(cues):
+            continue
+        # reach[k]: where a negation before segment k ends if the list goes on through segment k: at the first
+        # following segment with or/nor, unless a segment of more than six words comes first (None).
+        reach: List[Optional[int]] = [None] * (len(segments) + 1)
+        for k in range(len(segments) - 1, -1, -1):
+            s2, e2 = segments[k]
+            if len(norm[s2:e2].split()) > 6:
+                reach[k] = None
+            elif _OR_LIST.search(norm, s2, e2):
+                reach[k] = e2
+            else:
+                reach[k] = reach[k + 1]
         for i, (s, e) in enumerate(segments):
-            cue = _NEGATION.search(norm, s, e)
-            if cue is None:
-                continue
-            end = e
-            for s2, e2 in segments[i + 1:]:
-                if len(norm[s2:e2].split()) > 6:
-                    break
-                if _OR_LIST.search(norm, s2, e2):
-                    end = e2
-                    break
-            spans.append((cue.start(), end))
+            if cues[i] is not None:
+                spans.append((cues[i].start(), reach[i + 1] if reach[i + 1] is not None else e))
     return spans
 
 
-def _clause_end(norm: str, pos: int) -> int:
-    """Where the clause (or comma segment) that ``pos`` is in ends."""
-    m = _CLAUSE_END.search(norm, pos)
-    end = m.start() if m else len(norm)
-    comma = norm.find(",", pos, end)
-    return comma if comma >= 0 else end
+class _Scopes:
+    """Answers, for many positions of one text, "is it negated?" and "where does its clause end?" in about
+    constant time each (a per-position answer by scanning would make long texts quadratic)."""
+
+    def __init__(self, norm: str) -> None:
+        self.norm = norm
+        merged: List[List[int]] = []
+        for s, e in sorted(_negated_spans(norm)):
+            if merged and s <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], e)
+            else:
+                merged.append([s, e])
+        self._starts = [s for s, _ in merged]
+        self._ends = [e for _, e in merged]
+        self._commas = [m.start() for m in _COMMA.finditer(norm)]
+        self._searched = (1, 0)  # no clause end starts in [searched[0], searched[1]); searched[1] is one, or len
+
+    def negated(self, pos: int) -> bool:
+        i = bisect.bisect_right(self._starts, pos) - 1
+        return i >= 0 and pos < self._ends[i]
+
+    def clause_end(self, pos: int) -> int:
+        """Where the clause (or comma segment) that ``pos`` is in ends."""
+        lo, hi = self._searched
+        if not lo <= pos <= hi:  # the first clause end at or after pos is the one found before, when pos is in range
+            m = _CLAUSE_END.search(self.norm, pos)
+            self._searched = lo, hi = pos, (m.start() if m else len(self.norm))
+        k = bisect.bisect_left(self._commas, pos)
+        return self._commas[k] if k < len(self._commas) and self._commas[k] < hi else hi
 
 
 def find_mentions(text: str) -> List[Mention]:
@@ -372,13 +400,12 @@ def find_mentions(text: str) -> List[Mention]:
     norm = normalize(text)
     if not norm:
         return []
-    spans = _negated_spans(norm)
+    scopes = _Scopes(norm)
     mentions = []
     for c in _resolve(_candidates(norm)):
-        negated = any(s <= p < e for s, e in spans for p in (c.start, c.head[0]))
+        negated = scopes.negated(c.start) or scopes.negated(c.head[0])
         if not negated:
-            tail = norm[c.end:_clause_end(norm, c.end)]
-            negated = bool(_POST_NEGATION.match(tail))
+            negated = bool(_POST_NEGATION.match(norm, c.end, scopes.clause_end(c.end)))
         mentions.append(Mention(norm[c.start:c.end], c.claims, negated, c.start, c.end))
     return mentions
 

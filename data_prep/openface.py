@@ -22,11 +22,13 @@ import numpy as np
 
 from . import contract
 from .errors import AUAgentError
-from .facs import AU_NAMES, intensity_value, normalize_code, sort_codes
+from .facs import AU_NAMES, MAX_INTENSITY, intensity_value, normalize_code, sort_codes
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MIN_CONFIDENCE = 0.8
+#: Largest frame number accepted (a year of video at 30 fps); larger numbers are corrupt and would overflow.
+MAX_FRAME = 10**9
 _INTENSITY_COL = re.compile(r"^AU\d+_r$", re.IGNORECASE)
 _PRESENCE_COL = re.compile(r"^AU\d+_c$", re.IGNORECASE)
 
@@ -34,6 +36,18 @@ _PRESENCE_COL = re.compile(r"^AU\d+_c$", re.IGNORECASE)
 NO_FACE = "no face (success=0)"
 LOW_CONFIDENCE = "low confidence"
 BAD_VALUE = "non-numeric or missing AU value"
+
+
+def frame_number(raw: Any) -> int:
+    """A frame number read from JSON (``1``, ``"12"``, ``3.0``): a whole number from 0 to ``MAX_FRAME``.
+    Raises :class:`AUAgentError` (without the file: the caller names it)."""
+    try:
+        value = float(raw) if not isinstance(raw, (int, bool)) else raw
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(raw, bool) or not (0 <= value <= MAX_FRAME) or value != int(value):
+        raise AUAgentError(f"frame {raw!r} is not a whole number from 0 to {MAX_FRAME}")
+    return int(value)
 
 
 @dataclass
@@ -50,6 +64,16 @@ class OpenFaceTrack:
     success: np.ndarray
     valid: np.ndarray  # bool
     reasons: List[Optional[str]] = field(default_factory=list)  # None for valid frames
+    #: The video's length in frames: the largest frame number over every row (all faces), so that frame i
+    #: still means video frame i when the chosen face leaves early. None: the largest of ``frames``.
+    total_frames: Optional[int] = None
+
+    @property
+    def video_frames(self) -> int:
+        """The clip length this track's frames are numbered in."""
+        if self.total_frames is not None:
+            return int(self.total_frames)
+        return int(self.frames.max()) if len(self.frames) else 0
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -64,6 +88,16 @@ class OpenFaceTrack:
 
     def input_strings(self) -> List[Optional[str]]:
         return [self.input_string(i) for i in range(len(self))]
+
+    def no_valid_frame(self) -> Optional[str]:
+        """Why no frame of the track can be described ("no valid frame: 40 no face (success=0), 2 low
+        confidence"), or ``None`` when at least one frame is valid."""
+        if self.valid.any():
+            return None
+        counts: Dict[str, int] = {}
+        for reason in self.reasons:
+            counts[reason or "?"] = counts.get(reason or "?", 0) + 1
+        return "no valid frame: " + ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
 
 
 def intensities_from_row(row: Mapping[str, Any]) -> Dict[str, float]:
@@ -125,7 +159,16 @@ def read_openface_csv(
     def numeric(col: str, default: float) -> np.ndarray:
         if col not in df.columns:
             return np.full(len(df), default, dtype=np.float64)
-        return pd.to_numeric(df[col].str.strip(), errors="coerce").to_numpy(dtype=np.float64)
+        cells = df[col].str.strip()
+        out = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64)
+        # pandas reads a number beyond the float range ("1e309") as NaN, which would pass for a missing value;
+        # Python reads it as the infinity it is, which the range checks below refuse.
+        for i in np.flatnonzero(np.isnan(out) & cells.notna().to_numpy()):
+            try:
+                out[i] = float(cells.iloc[i])
+            except ValueError:
+                pass
+        return out
 
     frames = numeric("frame", math.nan)
     if "frame" not in df.columns:
@@ -133,11 +176,24 @@ def read_openface_csv(
     if np.isnan(frames).any():
         bad = int(np.flatnonzero(np.isnan(frames))[0]) + 2
         raise AUAgentError(f"line {bad}: the frame number is not a number", path)
+    odd = ~((frames >= 0) & (frames <= MAX_FRAME) & (frames == np.floor(frames)))
+    if odd.any():
+        bad = int(np.flatnonzero(odd)[0])
+        raise AUAgentError(f"line {bad + 2}: the frame number {df['frame'].iloc[bad].strip()!r} is not a whole "
+                           f"number from 0 to {MAX_FRAME}", path)
     faces = numeric("face_id", 0.0)
     faces = np.where(np.isnan(faces), -1, faces).astype(np.int64)
     confidence = numeric("confidence", 1.0)
     success = numeric("success", 1.0)
     values = np.stack([numeric(by_code[c], math.nan) for c in codes], axis=1)
+    # An empty or non-numeric cell masks its frame (BAD_VALUE); a number OpenFace cannot write (inf, negative,
+    # above MAX_INTENSITY) means the file is not what it claims to be, and is refused.
+    out_of_range = ~np.isnan(values) & ~((values >= 0.0) & (values <= MAX_INTENSITY))
+    if out_of_range.any():
+        row, col = (int(x[0]) for x in np.nonzero(out_of_range))
+        column = by_code[codes[col]]
+        raise AUAgentError(f"line {row + 2}: {column} = {df[column].iloc[row].strip()!r} is outside OpenFace's "
+                           f"intensity range 0-{MAX_INTENSITY:g}", path)
 
     bad_value = np.isnan(values).any(axis=1)
     no_face = ~(success == 1)
@@ -174,4 +230,5 @@ def read_openface_csv(
         success=pick(success) == 1,
         valid=pick(valid),
         reasons=reasons,
+        total_frames=int(frames.max()),
     )

@@ -67,11 +67,12 @@ def load_cases(path: Union[str, os.PathLike]) -> List[Case]:
     if not path.is_file():
         raise AUAgentError("cases file not found", path)
     suffix = path.suffix.lower()
-    if suffix == ".json":
-        return _json_cases(path)
-    if suffix == ".csv":
-        return _csv_cases(path)
-    raise AUAgentError("cases must be a .json or .csv file", path)
+    if suffix not in (".json", ".csv"):
+        raise AUAgentError("cases must be a .json or .csv file", path)
+    cases = _json_cases(path) if suffix == ".json" else _csv_cases(path)
+    if not cases:  # an empty file of cases is a mistake, not a request for the built-in cases alone
+        raise AUAgentError("the file holds no case (expected {name: {AU06: 2.1, ...}, ...} or AU rows)", path)
+    return cases
 
 
 def _json_cases(path: Path) -> List[Case]:
@@ -113,8 +114,6 @@ def _csv_cases(path: Path) -> List[Case]:
         else:
             name = f"row {i}"
         cases.append(_case(name, row, path))
-    if not cases:
-        raise AUAgentError("no rows", path)
     return cases
 
 

@@ -13,7 +13,7 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence
+from typing import Any, Iterable, List, Optional, Sequence
 
 from data_prep import contract
 from data_prep.facs import AU_NAMES, AU_PHRASES
@@ -78,18 +78,27 @@ def build_tokenizer(out_dir: Path, extra_texts: Iterable[str] = (), vocab_size: 
     return hf
 
 
-def build_tiny_qwen2(out_dir: Path, extra_texts: Iterable[str] = (), seed: int = 0) -> Path:
-    """Write a tokenizer and a random fp32 ``Qwen2ForCausalLM`` (≈0.3 M parameters) to ``out_dir``."""
+#: The tiny model's shape; ``build_tiny_qwen2(..., **shape)`` overrides any of it (e.g. a mid-size model with
+#: ``hidden_size=1024, num_hidden_layers=8`` for real GPU kernel shapes in ``make gpu-check``).
+TINY_SHAPE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "num_key_value_heads": 2,
+              "initializer_range": 0.2}  # large enough that greedy decoding varies with the prompt
+
+
+def build_tiny_qwen2(out_dir: Path, extra_texts: Iterable[str] = (), seed: int = 0, **shape: Any) -> Path:
+    """Write a tokenizer and a random fp32 ``Qwen2ForCausalLM`` (≈0.3 M parameters unless ``shape`` says
+    otherwise: keys of :data:`TINY_SHAPE`) to ``out_dir``."""
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
+    unknown = set(shape) - set(TINY_SHAPE)
+    if unknown:
+        raise ValueError(f"unknown shape keys {sorted(unknown)}; choose from {sorted(TINY_SHAPE)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(out_dir, extra_texts)
-    cfg = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                      tie_word_embeddings=True, bos_token_id=0, eos_token_id=2, pad_token_id=0,
-                      initializer_range=0.2)  # large enough that greedy decoding varies with the prompt
+    cfg = Qwen2Config(vocab_size=len(tokenizer), max_position_embeddings=1024, tie_word_embeddings=True,
+                      bos_token_id=0, eos_token_id=2, pad_token_id=0, **{**TINY_SHAPE, **shape})
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(cfg)
     model.generation_config = GenerationConfig(eos_token_id=[2, 0], pad_token_id=0, do_sample=False)

@@ -184,15 +184,50 @@ def _sha1(path: Path) -> str:
     return h.hexdigest()
 
 
-def _count_records(path: Path) -> int:
-    """Records in a JSON list or JSON-lines file (the two file formats LLaMA-Factory reads)."""
+def _read_records(path: Path) -> List[Any]:
+    """Records of a JSON list or JSON-lines file (the two file formats LLaMA-Factory reads)."""
     try:
         text = path.read_text(encoding="utf-8")
         if path.suffix == ".jsonl":
-            return sum(1 for line in text.splitlines() if line.strip() and json.loads(line) is not None)
-        return len(json.loads(text))
-    except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as e:
+            return [r for r in (json.loads(line) for line in text.splitlines() if line.strip()) if r is not None]
+        records = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise AUAgentError(f"not valid JSON ({e})", path) from None
+    if not isinstance(records, list):
+        raise AUAgentError(f"a JSON {type(records).__name__}, not a list of records", path)
+    return records
+
+
+#: Records of each split checked against the prompt contract before a run starts (evenly spaced).
+CONTRACT_SAMPLE = 1000
+
+
+def check_records(records: Sequence[Any], path: Path) -> None:
+    """A sample of records follows the prompt contract: a hand-edited dataset whose system prompt, instruction
+    or inputs differ would train an agent on prompts it is never served."""
+    step = max(1, len(records) // CONTRACT_SAMPLE)
+    for i in range(0, len(records), step):
+        rec = records[i]
+        where = f"record {i}"
+        if not isinstance(rec, dict):
+            raise AUAgentError(f"{where} is not a JSON object", path)
+        if rec.get("instruction") != contract.INSTRUCTION:
+            raise AUAgentError(f"{where}: the instruction differs from the prompt contract's INSTRUCTION "
+                               "(data_prep/contract.py); re-run au-agent prepare-data", path)
+        if "system" in rec and rec["system"] != contract.SYSTEM_PROMPT:
+            raise AUAgentError(f"{where}: the system prompt differs from the prompt contract's SYSTEM_PROMPT; "
+                               "re-run au-agent prepare-data", path)
+        if not isinstance(rec.get("output"), str) or not rec["output"].strip():
+            raise AUAgentError(f"{where} has no 'output' text", path)
+        text = rec.get("input")
+        try:
+            canonical = contract.format_input(contract.parse_input(text)) if isinstance(text, str) else None
+        except (AUAgentError, ValueError):
+            canonical = None
+        if canonical != text or contract.is_neutral(text):
+            raise AUAgentError(f"{where}: input {str(text)[:60]!r} is not a contract input string (e.g. "
+                               "'AU04: 1.20, AU07: 0.95', active AUs only, ascending); re-run au-agent prepare-data",
+                               path)
 
 
 def check_dataset(recipe: Dict[str, Any]) -> Dict[str, Any]:
@@ -227,7 +262,9 @@ def check_dataset(recipe: Dict[str, Any]) -> Dict[str, Any]:
         path = root / str(file_name)
         if not file_name or not path.is_file():
             raise AUAgentError(f"split {name!r}: data file {file_name!r} not found", root)
-        records = _count_records(path)
+        loaded = _read_records(path)
+        check_records(loaded, path)
+        records = len(loaded)
         if not records:
             hint = (" (re-run prepare-data with --val-ratio > 0, or pass eval_strategy=no "
                     "load_best_model_at_end=false)" if name in evals else "")
@@ -246,12 +283,17 @@ def check_contract_file(dataset_dir: Path) -> None:
         raise AUAgentError("no contract.json: the dataset predates the prompt contract; re-run au-agent prepare-data",
                            dataset_dir)
     try:
-        version = json.loads(path.read_text(encoding="utf-8")).get("contract_version")
+        written = json.loads(path.read_text(encoding="utf-8"))
+        version = written.get("contract_version")
     except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
         raise AUAgentError(f"not a readable contract ({e})", path) from None
     if version != contract.CONTRACT_VERSION:
         raise AUAgentError(f"the dataset follows prompt contract {version!r}, this au-agent trains "
                            f"{contract.CONTRACT_VERSION!r}; re-run au-agent prepare-data", path)
+    changed = [key for key, value in contract.describe().items() if written.get(key) != value]
+    if changed:
+        raise AUAgentError(f"{', '.join(changed)} differ from prompt contract {version} (data_prep/contract.py): "
+                           "the file was edited; re-run au-agent prepare-data", path)
 
 
 def check_base_model(value: str) -> None:

@@ -124,6 +124,8 @@ def run(out: Path, train_steps: int = 30, quick: bool = False) -> str:
     print("\n" + table)
     print(f"\nDemo finished in {time.time() - started:.0f}s. Everything is under {out}/. "
           "The smoke agent is a tiny random model: real training needs a GPU and Qwen2.5-7B-Instruct.")
+    au_agent_cli.main(["-q", "inspect", str(features), "--openface-dir", str(SAMPLES / "openface")])
+    print(f"Look at the features, chosen frames and descriptions in a browser: {features / 'report.html'}")
     return table
 
 

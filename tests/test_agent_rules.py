@@ -47,6 +47,8 @@ def test_config_sources(make_cfg, cache_dir):
     ({"au_agent_backend": "openai"}, "needs api_base"),
     ({"au_agent_backend": "hf", "au_agent_base_model": "x", "au_agent_lora_weights": "/nonexistent/adapter"},
      "LoRA adapter folder not found"),
+    ({"au_agent_backend": "rules", "au_agent_batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+    ({"au_agent_backend": "rules", "au_agent_max_new_tokens": -5}, "max_new_tokens must be an integer >= 1"),
 ])
 def test_config_errors(cfg, match):
     with pytest.raises(AUAgentError, match=match):

@@ -25,4 +25,5 @@ def test_demo_quick(tmp_path, capsys):
     report = json.loads((out / "eval" / "report.json").read_text())
     assert set(report["systems"]) == {"agent", "teacher", "rules"}
     assert (out / "eval" / "report.md").is_file()
+    assert "<svg" in (out / "features" / "report.html").read_text(encoding="utf-8")  # au-agent inspect
     assert "Demo finished" in capsys.readouterr().out

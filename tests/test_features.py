@@ -40,13 +40,13 @@ def test_precomputed_and_realtime_are_bit_identical(samples, models, tmp_path):
     assert from_disk.mask.tolist() == fresh.mask.tolist()
 
 
-def test_precomputed_file_with_other_settings_is_not_used(samples, models, tmp_path):
+def test_precomputed_file_with_other_settings_is_an_error(samples, models, tmp_path):
     agent, encoder = models
     track = read_openface_csv(samples / "openface" / "sample_00005.csv")
     save_video_features(tmp_path, compute_video_features(track, agent, encoder, FeatureSettings(frames=4)))
-    vf = video_features("sample_00005", precomputed_dir=tmp_path, openface_dir=samples / "openface",
-                        agent=agent, encoder=encoder, settings=FeatureSettings(frames=8))
-    assert vf.features.shape == (8, 512)
+    with pytest.raises(AUAgentError, match=r"sample_00005.json: precomputed with other settings: T 4 \(config: 8\)"):
+        video_features("sample_00005", precomputed_dir=tmp_path, openface_dir=samples / "openface",
+                       agent=agent, encoder=encoder, settings=FeatureSettings(frames=8))
 
 
 def test_corrupt_precomputed_file_is_ignored(samples, models, tmp_path):
@@ -77,3 +77,19 @@ def test_features_from_descriptions(models):
     assert vf.frames == [5, 5, 40, 40, 40, 90, 90, 90]
     np.testing.assert_array_equal(vf.features[2], vf.features[4])
     assert vf.descriptions[:3] == ["a", "a", "b"] and vf.mask.all()
+
+
+def test_several_faces_keep_the_video_timeline(tmp_path):
+    """Face 1 has the most valid frames but leaves at frame 60 of a 100-frame video: the AU slots still sit at
+    AffectGPT's frames of the 100-frame video (1, 26, 51, 76), the last one on face 1's nearest frame."""
+    from affectgpt_patch.features import plan_video
+
+    rows = ["frame, face_id, success, confidence, AU01_r, AU12_r"]
+    rows += [f"{i}, 0, 1, {0.95 if i % 2 else 0.1}, 0.2, 1.5" for i in range(1, 101)]  # 50 valid frames
+    rows += [f"{i}, 1, 1, 0.95, 1.2, 0.0" for i in range(1, 61)]  # 60 valid frames, then gone
+    csv = tmp_path / "two_faces.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    track = read_openface_csv(csv)
+    assert track.face_id == 1 and track.video_frames == 100
+    plan = plan_video(track, FeatureSettings(frames=4))
+    assert plan.frames == [1, 26, 51, 60] and plan.total_frames == 100

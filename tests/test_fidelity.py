@@ -219,3 +219,21 @@ def test_prepare_data_rejects_an_out_of_range_threshold(samples, tmp_path, capsy
                             "--out", str(tmp_path / "ds"), "--min-fidelity", "1.5"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and "min-fidelity" in err[0]
+
+
+@pytest.mark.parametrize("unit, size", [
+    ("The brows are raised and the lips part slightly, with a faint smile, no frown, the cheeks lift. ", 1_000_000),
+    ("the brows are raised and the lips part no smile the cheeks lift ", 300_000),  # one clause, no punctuation
+    ("no smile, brows raised, lips part, ", 300_000),  # one negated comma list
+])
+def test_a_megabyte_of_text_is_scored_in_linear_time(unit, size):
+    """The matcher must stay linear: a quadratic step made a 4.8 MB teacher text run for hours (and these
+    texts for minutes). No clock is read: a linear matcher simply finishes."""
+    small = unit * 20
+    big = unit * (size // len(unit))
+    small_mentions, big_mentions = find_mentions(small), find_mentions(big)
+    per_unit = len(small_mentions) // 20
+    assert per_unit > 0 and len(big_mentions) == per_unit * (size // len(unit))
+    # the readings repeat with the text: the last unit reads as it does at the end of a short text
+    assert [(m.aus, m.negated) for m in big_mentions[-per_unit:]] == \
+        [(m.aus, m.negated) for m in small_mentions[-per_unit:]]

@@ -71,3 +71,31 @@ def test_bad_settings():
         select_frames(np.arange(1, 4), np.ones(3, bool), 8, "random")
     with pytest.raises(AUAgentError, match="peak sampling needs"):
         select_frames(np.arange(1, 4), np.ones(3, bool), 8, "peaks")
+
+
+def test_exactly_t_frames_for_every_clip_length():
+    """AffectGPT's float step gives T + 1 indices for some lengths (17 frames, T = 7); the AU side always has
+    exactly T, each AffectGPT's i-th index, and AffectGPT's own indices wherever those are exactly T."""
+    plus_one = 0
+    for vlen in range(1, 401):
+        frames = np.arange(1, vlen + 1)
+        valid = np.ones(vlen, bool)
+        for n in range(1, 33):
+            ours = uniform_indices(vlen, n)
+            theirs = affectgpt_uniform(vlen, n)
+            assert len(ours) == n and ours == theirs[:n], (vlen, n)
+            assert all(0 <= i < vlen for i in ours) and ours == sorted(ours)
+            plus_one += len(theirs) > n
+            sel = select_frames(frames, valid, n)
+            assert len(sel.frames) == len(sel.mask) == n, (vlen, n)
+    assert plus_one > 0  # the case this guards against does occur (e.g. 17 frames, T = 7)
+    assert len(affectgpt_uniform(17, 7)) == 8 and uniform_indices(17, 7) == [0, 2, 4, 7, 9, 12, 14]
+
+
+@pytest.mark.parametrize("vlen", [3, 17, 40])
+@pytest.mark.parametrize("n", [7, 8, 13])
+def test_peaks_and_short_clips_give_exactly_t(vlen, n):
+    intensity = np.zeros(vlen)
+    intensity[vlen // 2] = 3.0  # one peak
+    sel = select_frames(np.arange(1, vlen + 1), np.ones(vlen, bool), n, "peaks", intensity)
+    assert len(sel.frames) == len(sel.mask) == n and vlen // 2 + 1 in sel.frames

@@ -13,9 +13,9 @@ from omegaconf import OmegaConf
 from data_prep import AUAgentError
 from data_prep.sources import per_frame
 from data_prep.sources.record import load_json
-from affectgpt_patch import mixin
+from affectgpt_patch import features, mixin
 from affectgpt_patch.agent import create_au_agent
-from affectgpt_patch.clip_encoder import load_clip_text_encoder
+from affectgpt_patch.clip_encoder import RELEASED_WIDTHS, load_clip_text_encoder
 from affectgpt_patch.features import (FeatureSettings, compute_video_features, features_from_descriptions,
                                       save_video_features, video_features)
 from affectgpt_patch.patcher import ConfigOptions, apply_patch
@@ -42,8 +42,8 @@ def data_dir(tmp_path_factory):
 def env(tmp_path, monkeypatch, tiny_clip):
     """A fresh CLIP/description cache and warning memory; the AU settings every test shares."""
     monkeypatch.setenv("AU_AGENT_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(mixin, "_WARNED", set())
-    monkeypatch.setattr(mixin, "_MODELS", {})
+    monkeypatch.setattr(features, "_WARNED", set())
+    monkeypatch.setattr(features, "_MODELS", {})
     return {"au_agent_backend": "rules", "au_agent_cache_dir": str(tmp_path / "cache"), "au_clip_model": str(tiny_clip)}
 
 
@@ -86,7 +86,7 @@ def test_mode_detection_and_prompt_segment():
 def test_defaults_agree_between_mixin_template_and_patcher():
     constants = branch_constants()
     assert constants["AU_PATCH_TOKEN"] == mixin.AU_PATCH_TOKEN
-    assert constants["AU_FEATURE_DIM"] == mixin.AU_FEATURE_DIM
+    assert constants["DEFAULTS"]["au_feature_dim"] == RELEASED_WIDTHS[mixin.SETTINGS["au_clip_model"]]
     assert constants["DEFAULTS"]["num_au_query_token"] == mixin.SETTINGS["num_au_query_token"]
 
 
@@ -169,6 +169,26 @@ def test_config_errors_fail_loudly_at_build(tmp_path, samples, env, tiny_llm, da
             builder.build_datasets()
 
 
+def test_precomputed_features_made_another_way_fail_the_build(tmp_path, samples, env, tiny_llm, data_dir):
+    agent = create_au_agent(backend="rules", cache_dir=env["au_agent_cache_dir"])
+    encoder = load_clip_text_encoder(env["au_clip_model"])
+    for name in NAMES:
+        track = read_openface_csv(samples / "openface" / f"{name}.csv")
+        save_video_features(tmp_path / "features", compute_video_features(track, agent, encoder,
+                                                                          FeatureSettings(frames=4)))
+    root, cfg = patched(tmp_path, precomputed_dir=str(tmp_path / "features"))
+    ds_cfg = cfg.datasets.mercaptionplus
+    for key, value in env.items():
+        ds_cfg[key] = value
+    with imported(root, tiny_llm, data_dir) as ag:
+        with pytest.raises(AUAgentError, match=r"features: precomputed AU features do not match the config: "
+                                               r"T 4 \(config: 8\) in 3 of 3 files"):
+            ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()
+        ds_cfg.au_frames = 4  # the config says what the files hold: they are used as they are
+        dataset = ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()["train"]
+        assert dataset[0]["au"].shape == (4, 512)
+
+
 def test_non_au_modes_are_untouched(tmp_path, env, tiny_llm, data_dir):
     root, cfg = patched(tmp_path)
     ds_cfg = cfg.datasets.mercaptionplus
@@ -243,9 +263,9 @@ def test_precomputed_features_never_load_the_agent(tmp_path, samples, env, tiny_
         dataset = _inference_dataset(ag, cfg)
         vf = dataset._extract_au_features_realtime("sample_00005")
         np.testing.assert_array_equal(vf.features, written.features)
-        assert dataset._au_agent()._agent is None  # the file was enough: no model loaded
+        assert dataset.au_source.agent._agent is None  # the file was enough: no model loaded
         dataset._extract_au_features_realtime("sample_00000")  # no file: computed, so now the agent loads
-        assert dataset._au_agent()._agent is not None
+        assert dataset.au_source.agent._agent is not None
 
 
 def test_mer_factory_descriptions(tmp_path, samples, env, tiny_llm, data_dir):
@@ -270,7 +290,7 @@ def test_missing_source_gives_a_masked_zero_and_one_warning(tmp_path, samples, e
     root, cfg = patched(tmp_path, openface_dir=str(samples / "openface"))
     for key, value in env.items():
         cfg.inference[key] = value
-    with imported(root, tiny_llm, data_dir) as ag, caplog.at_level(logging.WARNING, logger="affectgpt_patch.mixin"):
+    with imported(root, tiny_llm, data_dir) as ag, caplog.at_level(logging.WARNING, logger="affectgpt_patch.features"):
         dataset = _inference_dataset(ag, cfg)
         for name in ("no_such_video", "another_missing_one"):
             video, _, audio, _ = _paths(data_dir, name)
@@ -292,6 +312,10 @@ def test_a_missing_sample_is_not_replaced_during_training(tmp_path, samples, env
     for key, value in env.items():
         ds_cfg[key] = value
     with imported(root, tiny_llm, data_dir) as ag:
+        with pytest.raises(AUAgentError, match=r"openface: 1 of 3 samples \(33.3%\) have no AU source "
+                                               r"\(au_max_missing: 0.05\), e.g. sample_00000"):
+            ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()
+        ds_cfg.au_max_missing = 0.5  # allowed here
         dataset = ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()["train"]
         item = dataset[0]
         assert "hello there" in dataset.tokenizer.decode(item["text_input"])
@@ -321,3 +345,87 @@ def test_fork_uses_the_agent_path(tmp_path, samples, env, tiny_llm, data_dir):
         dataset.mer_factory_output = str(samples / "mer_factory")
         sample_data = dataset.read_frame_face_audio_text(None, None, None, None, sample_name="sample_00002")
         assert isinstance(sample_data["au"], dict) and sample_data["au_preextracted"] is False
+
+
+def test_fork_refuses_what_its_own_model_would_break_on(tmp_path, samples, env, tiny_llm, data_dir, wide_clip):
+    """The AU fork builds its AU layers for 512-d input and initialises a frozen projector randomly: both are
+    refused when the dataset is built, naming the setting, instead of a matmul error or a silently different
+    projector at inference."""
+    root, cfg = patched(tmp_path, variant="au_fork", layout="flat", openface_dir=str(samples / "openface"))
+    ds_cfg = cfg.datasets.mercaptionplus
+    ds_cfg.use_preextracted_features = False
+    for key, value in env.items():
+        ds_cfg[key] = value
+    with imported(root, tiny_llm, data_dir) as ag:
+        builder = ag.registry.get_builder_class("mercaptionplus")
+        wide = OmegaConf.merge(ds_cfg, {"au_clip_model": str(wide_clip)})
+        wide_model = OmegaConf.merge(cfg.model, {"au_feature_dim": 768})
+        with pytest.raises(AUAgentError, match="takes 512-d AU features .* features are 768-d"):
+            builder(wide, wide_model).build_datasets()
+        with pytest.raises(AUAgentError, match="frozen_au_proj: true .* set model.frozen_au_proj to false"):
+            builder(ds_cfg, OmegaConf.merge(cfg.model, {"frozen_au_proj": True})).build_datasets()
+        assert len(builder(ds_cfg, cfg.model).build_datasets()["train"]) == len(NAMES)
+
+
+# ---- feature width, frozen branch and checkpoints through the patched model
+
+
+@pytest.fixture(scope="module")
+def wide_clip(tmp_path_factory):
+    """The tiny CLIP at ViT-L/14's width (768)."""
+    from affectgpt_patch.tiny_clip import build_tiny_clip
+
+    return build_tiny_clip(tmp_path_factory.mktemp("clip768") / "tiny_clip_768.pt", embed_dim=768)
+
+
+def test_768_d_clip_features_train(tmp_path, samples, env, tiny_llm, data_dir, wide_clip):
+    root, cfg = patched(tmp_path, openface_dir=str(samples / "openface"))
+    ds_cfg = cfg.datasets.mercaptionplus
+    for key, value in env.items():
+        ds_cfg[key] = value
+    ds_cfg.au_clip_model = str(wide_clip)
+    assert cfg.model.au_feature_dim == 512  # the generated config's default: ViT-B/32
+    with imported(root, tiny_llm, data_dir) as ag:
+        builder = ag.registry.get_builder_class("mercaptionplus")
+        with pytest.raises(AUAgentError, match="gives 768-d features, the model's au_feature_dim is 512: set "
+                                               "model.au_feature_dim to 768"):
+            builder(ds_cfg, cfg.model).build_datasets()
+        cfg.model.au_feature_dim = 768
+        dataset = builder(ds_cfg, cfg.model).build_datasets()["train"]
+        batch = dataset.collater([dataset[i] for i in range(len(NAMES))])
+        assert batch["aus"].shape == (3, 8, 768)
+        model = ag.registry.get_model_class("affectgpt").from_config(cfg.model)
+        loss = model(batch)["loss"]
+        loss.backward()
+        assert torch.isfinite(loss) and model.au_branch.au_llama_proj.weight.grad.abs().sum() > 0
+
+
+def _saved_like_affectgpt(model):
+    """RunnerBase._save_checkpoint keeps only the parameters that require grad (and the buffers)."""
+    trainable = {k: p.requires_grad for k, p in model.named_parameters()}
+    return {k: v for k, v in model.state_dict().items() if trainable.get(k, True)}
+
+
+def test_frozen_branch_and_checkpoints_of_other_au_configs(tmp_path, tiny_llm, data_dir):
+    root, cfg = patched(tmp_path)
+    with imported(root, tiny_llm, data_dir) as ag:
+        build = ag.registry.get_model_class("affectgpt").from_config
+        cfg.model.frozen_au_proj = True
+        torch.manual_seed(1)
+        trained = build(cfg.model)
+        torch.save({"model": _saved_like_affectgpt(trained)}, tmp_path / "frozen.pth")
+        cfg.model.ckpt = str(tmp_path / "frozen.pth")
+        torch.manual_seed(2)
+        inference = build(cfg.model)  # the checkpoint has no AU keys: the branch is rebuilt from au_init_seed
+        for key, value in trained.au_branch.state_dict().items():
+            assert torch.equal(inference.au_branch.state_dict()[key], value), key
+
+        cfg.model.frozen_au_proj, cfg.model.ckpt, cfg.model.num_au_query_token = False, "", 3
+        torch.save({"model": _saved_like_affectgpt(build(cfg.model))}, tmp_path / "three_tokens.pth")
+        cfg.model.ckpt, cfg.model.num_au_query_token = str(tmp_path / "three_tokens.pth"), 1
+        with pytest.raises(ValueError, match=r"au_branch.au_attention_mlp.weight has shape \[3, 512\], this "
+                                             r"model's is \[1, 512\].*num_au_query_token"):
+            build(cfg.model)
+        cfg.model.au_fusion_type = "mean"
+        with pytest.raises(ValueError, match="trained with au_fusion_type: attention"):
+            build(cfg.model)

@@ -132,3 +132,15 @@ def test_console_script_exit_code(tmp_path):
     exe = subprocess.run([sys.executable, "-m", "au_agent_cli", "prepare-data", "--out", str(tmp_path / "o")],
                          capture_output=True, text=True)
     assert exe.returncode == 1 and "nothing to read" in exe.stderr
+
+
+def test_overlong_description_is_dropped_and_counted(tmp_path):
+    """A megabyte 'description' (a teacher run gone wrong) is counted under its own reason, not trained on."""
+    good = {"instruction": contract.INSTRUCTION, "input": "AU04: 1.50, AU07: 1.20", "output": "Brows lowered."}
+    huge = dict(good, input="AU12: 2.00", output="A broad smile with raised cheeks. " * 30_000)
+    alpaca = tmp_path / "in.jsonl"
+    alpaca.write_text("".join(json.dumps(r) + "\n" for r in (good, huge)))
+    assert run_cli("prepare-data", "--import-alpaca", alpaca, "--out", tmp_path / "ds", "--val-ratio", "0") == 0
+    stats = load(tmp_path / "ds" / "stats.json")
+    assert stats["dropped"] == {clean.TOO_LONG: 1} and stats["kept"] == 1
+    assert [r["output"] for r in load(tmp_path / "ds" / "train.json")] == ["Brows lowered."]

@@ -124,7 +124,23 @@ def _empty_val(ds: Path) -> None:
     (ds / "val.json").write_text("[]")
 
 
+def _edit_records(ds: Path, key: str, value) -> None:
+    records = json.loads((ds / "train.json").read_text())
+    records[len(records) // 2][key] = value
+    (ds / "train.json").write_text(json.dumps(records))
+
+
+def _edited_contract(ds: Path) -> None:
+    (ds / "contract.json").write_text(json.dumps({**contract.describe(), "system_prompt": "You are helpful."}))
+
+
 DATASET_PROBLEMS = {
+    "edited contract.json": (_edited_contract, "system_prompt differ from prompt contract"),
+    "record system prompt": (lambda ds: _edit_records(ds, "system", "You are helpful."), "the system prompt differs"),
+    "record instruction": (lambda ds: _edit_records(ds, "instruction", "Describe."), "the instruction differs"),
+    "record input": (lambda ds: _edit_records(ds, "input", "AU12=2.0"), "is not a contract input string"),
+    "record unknown AU": (lambda ds: _edit_records(ds, "input", "AU99: 2.00"), "is not a contract input string"),
+    "train split not a list": (lambda ds: (ds / "train.json").write_text("{}"), "not a list of records"),
     "no dataset_info": (lambda ds: (ds / "dataset_info.json").unlink(), "no dataset_info.json"),
     "missing split": (_drop_split, "registers no split 'au_agent_val'"),
     "no contract": (lambda ds: (ds / "contract.json").unlink(), "no contract.json"),

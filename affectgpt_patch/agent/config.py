@@ -38,6 +38,8 @@ CONFIG_KEYS = {
     "au_agent_cache_dir": "cache_dir",
     "au_agent_use_cache": "use_cache",
     "au_agent_device": "device",
+    "au_agent_deterministic": "deterministic",
+    "au_agent_fixed_batch_rows": "fixed_batch_rows",
 }
 
 
@@ -59,6 +61,12 @@ class AgentConfig:
     dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU
     load_in_8bit: bool = False
     load_in_4bit: bool = False
+    # Batch invariance on CUDA (hf backend; neither changes the text by design, so neither is in the
+    # fingerprint): ``deterministic`` runs generation with deterministic kernels and full-precision
+    # reductions; ``fixed_batch_rows`` > 0 gives every model call exactly that many rows (short batches padded
+    # with copies), so cuBLAS picks the same kernels whatever the batch size. ``make gpu-check`` says which is needed.
+    deterministic: bool = False
+    fixed_batch_rows: int = 0
     api_base: Optional[str] = None  # OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1
     api_key: Optional[str] = None
     api_model: Optional[str] = None  # default: the server's first model
@@ -111,10 +119,16 @@ def agent_config(cfg: Any = None, **overrides: Any) -> AgentConfig:
         _apply_agent_dir(config)
     if config.backend not in BACKENDS:
         raise AUAgentError(f"unknown agent backend {config.backend!r}; choose one of {', '.join(BACKENDS)}")
+    for name in ("batch_size", "max_new_tokens", "concurrency"):  # a config file's 0 would fail deep in a backend
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise AUAgentError(f"agent option {name} must be an integer >= 1, got {value!r}")
     if config.backend in ("hf", "vllm") and not config.base_model:
         raise AUAgentError(f"the {config.backend} backend needs a base model (au_agent_base_model or an agent folder)")
     if config.backend == "openai" and not config.api_base:
         raise AUAgentError("the openai backend needs api_base (e.g. http://127.0.0.1:8000/v1)")
+    if config.fixed_batch_rows < 0:
+        raise AUAgentError(f"fixed_batch_rows must be 0 (off) or positive, got {config.fixed_batch_rows}")
     if not config.use_lora:
         config.lora_weights = None
     elif config.lora_weights:

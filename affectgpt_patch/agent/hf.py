@@ -3,11 +3,18 @@
 Prompts are bucketed by token length and each batch holds prompts of one length, so no padding ever enters a
 batch: a description does not depend on which other prompts share its batch, and batched output equals
 one-at-a-time output. Longest buckets run first so memory problems show up at once.
+
+On CUDA, cuBLAS may choose a different kernel (a different summation order) for a different number of rows,
+and bf16 rounding then flips a near-tie in greedy decoding. Two settings remove that: ``deterministic`` (see
+:func:`deterministic_kernels`) and ``fixed_batch_rows`` (every call has the same shape); ``make gpu-check``
+measures whether either is needed on a given GPU and what it costs.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any, Dict, List, Sequence
+import os
+from typing import Any, Dict, Iterator, List, Sequence
 
 from data_prep.errors import AUAgentError
 
@@ -34,6 +41,36 @@ def resolve_device_dtype(config: AgentConfig):
     if device.startswith("cuda"):
         return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return device, torch.float32
+
+
+#: cuBLAS needs a fixed workspace for deterministic results; set before the first CUDA matmul of the process.
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+@contextlib.contextmanager
+def deterministic_kernels() -> Iterator[None]:
+    """Deterministic algorithms, no TF32 and no reduced-precision (bf16/fp16) reductions inside the block; the
+    previous settings are restored after it. An op without a deterministic implementation warns instead of
+    stopping generation. Export ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` before Python starts for the guarantee to
+    cover cuBLAS (it is set here when missing, which covers a process that has not yet run a CUDA matmul)."""
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             matmul.allow_tf32, matmul.allow_bf16_reduced_precision_reduction,
+             matmul.allow_fp16_reduced_precision_reduction, cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    matmul.allow_tf32 = cudnn.allow_tf32 = False
+    matmul.allow_bf16_reduced_precision_reduction = matmul.allow_fp16_reduced_precision_reduction = False
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        (matmul.allow_tf32, matmul.allow_bf16_reduced_precision_reduction,
+         matmul.allow_fp16_reduced_precision_reduction, cudnn.allow_tf32, cudnn.deterministic,
+         cudnn.benchmark) = saved[2:]
 
 
 def _quantization(config: AgentConfig) -> Dict[str, Any]:
@@ -107,16 +144,21 @@ class HFBackend:
         outputs: List[str] = [""] * len(inputs)
         if self.config.do_sample:
             torch.manual_seed(self.config.seed)
-        for length in sorted(buckets, reverse=True):
-            members = buckets[length]
-            for start in range(0, len(members), max(1, batch_size)):
-                chunk = members[start:start + batch_size]
-                input_ids = torch.tensor([encoded[i] for i in chunk], device=self.device)
-                with torch.inference_mode():
+        rows = self.config.fixed_batch_rows
+        step = max(1, min(batch_size, rows) if rows else batch_size)
+        kernels = deterministic_kernels() if self.config.deterministic else contextlib.nullcontext()
+        with kernels, torch.inference_mode():
+            for length in sorted(buckets, reverse=True):
+                members = buckets[length]
+                for start in range(0, len(members), step):
+                    chunk = members[start:start + step]
+                    ids = [encoded[i] for i in chunk]
+                    ids += [ids[-1]] * (rows - len(ids))  # fixed_batch_rows: pad with copies (nothing when off)
+                    input_ids = torch.tensor(ids, device=self.device)
                     out = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
                                               generation_config=self.generation_config)
-                for row, i in enumerate(chunk):
-                    outputs[i] = self.tokenizer.decode(out[row, length:], skip_special_tokens=True).strip()
+                    for row, i in enumerate(chunk):
+                        outputs[i] = self.tokenizer.decode(out[row, length:], skip_special_tokens=True).strip()
         return outputs
 
     def close(self) -> None:

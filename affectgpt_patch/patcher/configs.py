@@ -19,6 +19,7 @@ from typing import Dict, List, Optional
 
 from data_prep.errors import AUAgentError
 
+from ..features import SourceSettings
 from ..mixin import is_au_mode, mode_without_au
 from .templates import branch_constants
 
@@ -146,7 +147,12 @@ def _header(title: str, base: str, extra: str = "") -> str:
             "#   openface_output_dir  {video}.csv from OpenFace FeatureExtraction -aus\n"
             "#   au_precomputed_dir   {video}.npy/.json from `au-agent precompute` (read first when present)\n"
             "#   mer_factory_output   per-frame MER-Factory output ({video}/{video}_au_analysis.json)\n"
+            f"#   au_clip_model        CLIP weights (default {SourceSettings.au_clip_model}; its width must be "
+            f"model.au_feature_dim)\n"
+            f"#   au_max_missing       largest fraction of samples without AU features (default "
+            f"{SourceSettings.au_max_missing}; more is an error)\n"
             "#   model.num_au_query_token / au_fusion_type (mean|attention) / frozen_au_proj: the AU branch\n"
+            "#   model.au_feature_dim (the CLIP width) / au_init_seed (the AU branch's initial weights)\n"
             + extra + "\n")
 
 

@@ -39,13 +39,16 @@ def read_file(path: Path) -> Iterator[FrameRecord]:
 def _load_records(path: Path) -> List[Any]:
     if path.suffix == ".jsonl":
         records = []
-        with open(path, encoding="utf-8-sig") as f:
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        records.append(json.loads(line))
-                    except json.JSONDecodeError as e:
-                        raise AUAgentError(f"line {n} is not JSON ({e.msg})", path) from None
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise AUAgentError(f"not UTF-8 text (byte {e.start})", path) from None
+        for n, line in enumerate(text.split("\n"), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise AUAgentError(f"line {n} is not JSON ({e.msg})", path) from None
         return records
     data = load_json(path)
     if isinstance(data, dict) and ("train" in data or "validation" in data):

@@ -13,6 +13,7 @@ from typing import Any, Dict, Iterator, Mapping, Optional
 
 from ..errors import AUAgentError
 from ..facs import normalize_code, parse_au_template
+from ..openface import frame_number
 from .record import FrameRecord
 
 NAME = "merr"
@@ -41,7 +42,10 @@ def read(path: Path, data: Mapping[str, Any], video: str) -> Iterator[FrameRecor
 def _peak_values(path: Path, data: Mapping[str, Any], video: str) -> "tuple[int, Optional[Dict[str, float]]]":
     info = data.get("overall_peak_frame_info")
     if isinstance(info, dict):
-        frame = int(info.get("frame_number") or 1)
+        try:
+            frame = frame_number(info.get("frame_number") or 1)
+        except AUAgentError as e:
+            raise AUAgentError(f"overall_peak_frame_info: {e.problem}", path) from None
         top = info.get("top_aus_intensities")
         if isinstance(top, dict):
             return frame, {normalize_code(k) or k: v for k, v in top.items()}

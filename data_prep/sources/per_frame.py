@@ -12,6 +12,7 @@ from typing import Any, Dict, Iterator, Mapping
 
 from ..errors import AUAgentError
 from ..facs import normalize_code
+from ..openface import frame_number
 from .record import FrameRecord
 
 NAME = "per_frame"
@@ -30,16 +31,16 @@ def read(path: Path, data: Mapping[str, Any], video: str, text_key: str = "fine_
     for entry in entries:
         if isinstance(entry, dict) and "frame" in entry:
             try:
-                by_frame[int(entry["frame"])] = entry
-            except (TypeError, ValueError):
-                raise AUAgentError(f"frame {entry['frame']!r} is not an integer", path) from None
+                by_frame[frame_number(entry["frame"])] = entry
+            except AUAgentError as e:
+                raise AUAgentError(e.problem, path) from None
     texts = data.get(text_key) or {}
     if not isinstance(texts, dict):
         raise AUAgentError(f"'{text_key}' is not an object keyed by frame", path)
     for key in sorted(texts, key=_frame_order):
         try:
-            frame = int(key)
-        except ValueError:
+            frame = frame_number(key)
+        except AUAgentError:
             raise AUAgentError(f"'{text_key}' key {key!r} is not a frame number", path) from None
         entry = by_frame.get(frame)
         values = _au_values(entry.get("active_aus"), path) if entry is not None else None

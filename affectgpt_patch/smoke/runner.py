@@ -1,0 +1,428 @@
+"""``au-agent smoke-affectgpt PATH``: train a patched copy of an AffectGPT checkout for a few steps with its own
+``train.py``, answer one sample with its own ``Chat``, and print a table of what must hold for AU features to
+train and answer: before any GPU time is spent.
+
+    copy the checkout to a temporary folder (the user's tree is never touched)
+      → patch the copy (or use it as is when already patched)
+      → point the copy's config.py at tiny stand-ins and a tiny dataset (this package's standins / media)
+      → precompute the dataset's AU features with a tiny agent and a tiny CLIP (affectgpt_patch.precompute)
+      → write the smoke config (the AU config + few steps + --set overrides)
+      → python -m affectgpt_patch.smoke.launch train   (train.py, with the CPU shims)
+      → python -m affectgpt_patch.smoke.launch infer   (from_config + Chat on the saved checkpoint)
+      → the table (affectgpt_patch.smoke.report)
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from data_prep.errors import AUAgentError
+
+from . import report, shims
+from .media import MediaSpec, TinyDataset, write_tiny_dataset
+from .standins import StandIns, build_standins
+
+log = logging.getLogger(__name__)
+
+SMOKE_CONFIG = "train_configs/au_agent_smoke.yaml"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+_COPY_IGNORE = shutil.ignore_patterns(".git", "__pycache__", "*.pth", "output")
+_CONFIG_MARK = "# ---- au-agent smoke-affectgpt: stand-ins"
+
+
+@dataclass
+class SmokeOptions:
+    checkout: Path
+    steps: int = 2
+    config: Optional[str] = None  # an AU training config of the checkout (default: the patcher's)
+    keep: bool = False
+    device: str = "cpu"
+    overrides: List[str] = field(default_factory=list)  # KEY=VALUE for the smoke config
+    clip_width: int = 512  # AU feature width: the tiny CLIP's text embedding size (ViT-B/32: 512, ViT-L/14: 768)
+    samples: int = 4
+    batch_size: int = 2
+    timeout_s: int = 1800  # per AffectGPT process
+    python: str = sys.executable
+
+
+@dataclass
+class SmokeRun:
+    """Where one run keeps its things (all under ``work``)."""
+
+    work: Path
+
+    @property
+    def copy(self) -> Path:
+        return self.work / "checkout"
+
+    @property
+    def standins(self) -> Path:
+        return self.work / "standins"
+
+    @property
+    def data(self) -> Path:
+        return self.work / "data"
+
+    @property
+    def features(self) -> Path:
+        return self.work / "au_features"
+
+    @property
+    def probes(self) -> Path:
+        return self.work / "probes"
+
+
+# ------------------------------------------------------------------------------------ config and overrides
+
+
+def parse_overrides(items: Sequence[str]) -> List[Tuple[str, Any]]:
+    """``["model.au_fusion_type=mean", "num_au_query_token=3"]`` → ``[(key, value)]`` with YAML-typed values."""
+    import yaml
+
+    parsed = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise AUAgentError(f"--set {item!r}: expected KEY=VALUE (e.g. model.au_fusion_type=mean)")
+        try:
+            parsed.append((key.strip(), yaml.safe_load(value) if value.strip() else None))
+        except yaml.YAMLError as e:
+            raise AUAgentError(f"--set {item!r}: the value is not valid YAML ({e})") from None
+    return parsed
+
+
+def _model_keys() -> set:
+    from ..patcher.templates import branch_constants
+
+    return set(branch_constants()["DEFAULTS"])
+
+
+def apply_overrides(cfg: Any, overrides: Sequence[Tuple[str, Any]]) -> List[str]:
+    """Set each key: ``section.key`` as given; a bare key in ``model`` when the model has it (or it is an AU
+    branch key), else in every dataset. Returns the dotted keys set."""
+    from omegaconf import OmegaConf
+
+    done = []
+    for key, value in overrides:
+        if key.split(".")[0] in ("model", "datasets", "run", "inference"):
+            targets = [key]
+        elif key in cfg.model or key in _model_keys():
+            targets = [f"model.{key}"]
+        else:
+            targets = [f"datasets.{name}.{key}" for name in cfg.datasets]
+        for target in targets:
+            OmegaConf.update(cfg, target, value, force_add=True)
+            done.append(f"{target}={value}")
+    return done
+
+
+def config_py_overrides(standins: StandIns, data_root: Path) -> str:
+    """Python appended to the copy's ``config.py``: every model path at a stand-in, every dataset folder
+    under the tiny data root (same folder names, so ``mer2025-dataset`` stays ``mer2025-dataset``)."""
+    return f"""
+
+{_CONFIG_MARK} (this temporary copy only) ----
+def _au_agent_smoke_paths():
+    import os as _os
+    g = globals()
+    for _name, _path in (("PATH_TO_LLM", {str(standins.llm)!r}), ("PATH_TO_VISUAL", {str(standins.visual)!r}),
+                         ("PATH_TO_AUDIO", {str(standins.audio)!r})):
+        if isinstance(g.get(_name), dict):
+            g[_name] = {{_k: _path for _k in g[_name]}}
+    old = g.get("DATA_DIR")
+    if not isinstance(old, dict):
+        return
+    new = {{_k: _os.path.join({str(data_root)!r}, _os.path.basename(_os.path.normpath(_v)))
+           for _k, _v in old.items()}}
+    g["DATA_DIR"] = new
+    for _name, _table in list(g.items()):
+        if _name.startswith("PATH_TO_") and isinstance(_table, dict):
+            g[_name] = {{_k: (new[_k] + _v[len(old[_k]):] if _k in old and isinstance(_v, str)
+                              and _v.startswith(old[_k]) else _v) for _k, _v in _table.items()}}
+
+
+_au_agent_smoke_paths()
+"""
+
+
+def point_config_at_standins(code_root: Path, standins: StandIns, data_root: Path) -> None:
+    path = code_root / "config.py"
+    text = path.read_text(encoding="utf-8")
+    if _CONFIG_MARK not in text:
+        path.write_text(text + config_py_overrides(standins, data_root), encoding="utf-8")
+
+
+def smoke_config(base: Path, opts: SmokeOptions, features: Path, clip_path: Path,
+                 overrides: Sequence[Tuple[str, Any]]) -> Tuple[Any, List[str]]:
+    """The AU config made to run a few steps here on the tiny data, then the ``--set`` overrides."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(base)
+    cpu = opts.device == "cpu"
+    run = {"device": opts.device, "max_epoch": 1, "iters_per_epoch": opts.steps, "warmup_steps": 1,
+           "num_workers": 0, "batch_size_train": opts.batch_size, "batch_size_eval": 1,
+           "resume_ckpt_path": None, "evaluate": False}
+    if cpu:
+        run["amp"] = False
+    for key, value in run.items():
+        cfg.run[key] = value
+    for key in ("ckpt", "ckpt_2", "ckpt_3"):  # start from the stand-ins, not from released weights
+        if key in cfg.model:
+            cfg.model[key] = ""
+    cfg.model["au_feature_dim"] = opts.clip_width  # the width of the features precomputed with the tiny CLIP
+    if cfg.model.get("skip_encoders"):  # the AU fork's pre-extracted mode: the tiny data is raw media
+        cfg.model.skip_encoders = False
+    au_keys = {"use_au_agent": True, "au_precomputed_dir": str(features), "openface_output_dir": None,
+               "au_agent_dir": None, "au_agent_base_model": None, "au_agent_lora_weights": None,
+               "mer_factory_output": None, "au_clip_model": str(clip_path)}
+    for name in cfg.datasets:
+        for key, value in au_keys.items():
+            cfg.datasets[name][key] = value
+        if "use_preextracted_features" in cfg.datasets[name]:
+            cfg.datasets[name].use_preextracted_features = False  # the tiny dataset has raw media only
+    for key, value in au_keys.items():
+        if key in cfg.inference or key == "au_precomputed_dir":
+            cfg.inference[key] = value
+    return cfg, apply_overrides(cfg, overrides)
+
+
+# ------------------------------------------------------------------------------------------------ stages
+
+
+def checkout_path(path: Path) -> Path:
+    """The checkout as an absolute path; one clear refusal before anything is copied."""
+    from ..patcher.detect import find_code_root
+
+    src = Path(path).expanduser().absolute()
+    if not src.is_dir():
+        raise AUAgentError("no such folder", src)
+    find_code_root(src)
+    return src
+
+
+def prepare_copy(opts: SmokeOptions, run: SmokeRun) -> Tuple[Any, Path]:
+    """Copy and patch; returns the checkout description and the base AU config (code-root relative)."""
+    from ..patcher import apply_patch, check_patch
+    from ..patcher.configs import TRAIN_CONFIG
+    src = checkout_path(opts.checkout)
+    log.info("copying %s to %s", src, run.copy)
+    shutil.copytree(src, run.copy, ignore=_COPY_IGNORE, symlinks=True)
+    state = check_patch(run.copy)
+    if state.complete:
+        log.info("the checkout is already patched: using it as is")
+        checkout = state.checkout
+    else:
+        report_ = apply_patch(run.copy)
+        log.info("patched the copy (%d files written)", len(report_.changed))
+        checkout = report_.checkout
+    code_root = checkout.code_root
+    if opts.config:
+        for candidate in (Path(opts.config), code_root / opts.config, code_root / "train_configs" / opts.config):
+            if candidate.is_file():
+                base = candidate
+                break
+        else:
+            raise AUAgentError("--config not found (a path, or a file in the checkout's train_configs/)",
+                               opts.config)
+    else:
+        base = code_root / TRAIN_CONFIG
+    return checkout, base
+
+
+def precompute_features(ds: TinyDataset, standins: StandIns, clip_path: Path, features: Path, frames: int,
+                        cache: Path) -> Dict[str, Any]:
+    """The dataset's AU features with the tiny agent (the tiny Qwen2 through the hf backend) and tiny CLIP."""
+    from ..agent import create_au_agent
+    from ..clip_encoder import load_clip_text_encoder
+    from ..features import FeatureSettings
+    from ..precompute import PrecomputeOptions, precompute
+
+    agent = create_au_agent({"au_agent_base_model": str(standins.llm), "au_agent_use_lora": False},
+                            backend="hf", device="cpu", max_new_tokens=12, cache_dir=str(cache))
+    encoder = load_clip_text_encoder(str(clip_path), device="cpu", cache_dir=cache)
+    try:
+        summary = precompute(PrecomputeOptions(openface_dir=ds.openface_dir, out=features,
+                                               settings=FeatureSettings(frames=frames), progress=False),
+                             agent, encoder)
+    finally:
+        agent.close()
+    if summary["failed"]:
+        raise AUAgentError(f"precompute failed for {summary['failed']} tiny videos: {summary['failed_by_reason']}")
+    return summary
+
+
+def _env(device: str) -> Dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID"):  # one process, never distributed
+        env.pop(var, None)
+    return env
+
+
+def run_process(args: List[str], cwd: Path, log_path: Path, opts: SmokeOptions) -> int:
+    log.info("running %s (log: %s)", " ".join(args[1:]), log_path)
+    with open(log_path, "w", encoding="utf-8") as out:
+        try:
+            proc = subprocess.run(args, cwd=cwd, env=_env(opts.device), stdout=out, stderr=subprocess.STDOUT,
+                                  timeout=opts.timeout_s)
+        except subprocess.TimeoutExpired:
+            out.write(f"\n[au-agent smoke-affectgpt] killed after {opts.timeout_s} s\n")
+            return 124
+    if proc.returncode:
+        tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
+        log.warning("%s exited with %d; last lines of %s:\n%s", args[3], proc.returncode, log_path, "\n".join(tail))
+    return proc.returncode
+
+
+def latest_checkpoint(code_root: Path, cfg_path: str) -> Optional[Path]:
+    """``output/{config name}/{job id}/checkpoint_{epoch:06d}_loss_{x}.pth`` with the highest epoch."""
+    folder = code_root / "output" / Path(cfg_path).stem
+    found = []
+    for path in folder.glob("*/checkpoint_*.pth"):
+        m = re.match(r"checkpoint_(\d+)", path.name)
+        if m:
+            found.append((int(m.group(1)), path))
+    return max(found)[1] if found else None
+
+
+def _load(path: Path) -> Optional[Dict[str, Any]]:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+
+
+def compare_tensors(reference: Mapping[str, Any], other: Mapping[str, Any]) -> Dict[str, Optional[bool]]:
+    """Name → exactly equal (True), different (False), or absent from ``other`` (None)."""
+    import torch
+
+    return {name: (None if name not in other else bool(torch.equal(t.float(), other[name].float().cpu())))
+            for name, t in reference.items()}
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+
+def run_smoke(opts: SmokeOptions) -> report.SmokeReport:
+    if opts.steps < 1:
+        raise AUAgentError(f"--steps must be at least 1, got {opts.steps}")
+    if opts.device not in ("cpu", "cuda") and not opts.device.startswith("cuda:"):
+        raise AUAgentError(f"--device {opts.device!r}: choose cpu or cuda")
+    overrides = parse_overrides(opts.overrides)
+    checkout_path(opts.checkout)
+    run = SmokeRun(Path(tempfile.mkdtemp(prefix="au-agent-smoke-")))
+    try:
+        result = _run(opts, run, overrides)
+    except BaseException:
+        log.error("the temporary copy is kept for inspection: %s", run.work)
+        raise
+    if opts.keep:
+        log.info("kept: %s", run.work)
+    else:
+        shutil.rmtree(run.work, ignore_errors=True)
+    return result
+
+
+def _run(opts: SmokeOptions, run: SmokeRun, overrides: Sequence[Tuple[str, Any]]) -> report.SmokeReport:
+    from omegaconf import OmegaConf
+
+    from ..tiny_clip import build_tiny_clip
+
+    checkout, base = prepare_copy(opts, run)
+    code_root = checkout.code_root
+    standins = build_standins(run.standins)
+    clip_path = build_tiny_clip(run.standins / f"tiny_clip_{opts.clip_width}.pt", embed_dim=opts.clip_width)
+    point_config_at_standins(code_root, standins, run.data)
+    ds = write_tiny_dataset(run.data, MediaSpec(samples=max(opts.samples, opts.batch_size)))
+
+    cfg, applied = smoke_config(base, opts, run.features, clip_path, overrides)
+    frames = int(next(iter(cfg.datasets.values())).get("au_frames") or cfg.model.vis_processor.train.n_frms)
+    precompute_features(ds, standins, clip_path, run.features, frames, run.work / "cache")
+    (code_root / SMOKE_CONFIG).write_text(OmegaConf.to_yaml(cfg), encoding="utf-8")
+    expected = cfg.model.get("num_au_query_token")
+
+    run.probes.mkdir(parents=True, exist_ok=True)
+    launcher = [opts.python, "-m", "affectgpt_patch.smoke.launch"]
+    rc = run_process([*launcher, "train", "--out", str(run.probes), "--device", opts.device, "--",
+                      "--cfg-path", SMOKE_CONFIG], code_root, run.work / "train.log", opts)
+    train = _json(run.probes / shims.TRAIN_REPORT) or {"error": f"train.py exited with {rc} before any record"}
+    initial, final = _load(run.probes / shims.AU_INITIAL), _load(run.probes / shims.AU_FINAL)
+    changed = None
+    if initial is not None and final is not None:
+        changed = {n: v is False for n, v in compare_tensors(initial, final).items()}
+    rows = report.training_rows(train, opts.steps, changed, frozen_by_config=bool(cfg.model.get("frozen_au_proj")))
+
+    ckpt = latest_checkpoint(code_root, SMOKE_CONFIG) if rc == 0 else None
+    saved = _load(ckpt) if ckpt is not None else None
+    rows.append(report.checkpoint_row(ckpt.name if ckpt else None,
+                                      compare_tensors(final, saved["model"]) if saved and final is not None
+                                      else None,
+                                      frozen=train.get("frozen", []) if cfg.model.get("frozen_au_proj") else ()))
+    infer: Dict[str, Any] = {"error": "not run: no checkpoint"}
+    loaded_equal = None
+    if ckpt is not None:
+        rc = run_process([*launcher, "infer", "--out", str(run.probes), "--device", opts.device,
+                          "--cfg-path", SMOKE_CONFIG, "--ckpt", str(ckpt)], code_root, run.work / "infer.log", opts)
+        infer = _json(run.probes / shims.INFER_REPORT) or {"error": f"inference exited with {rc} before any record"}
+        loaded = _load(run.probes / shims.AU_INFERENCE)
+        if loaded is not None and final is not None:
+            loaded_equal = {n: bool(v) for n, v in compare_tensors(final, loaded).items()}
+    rows.append(report.inference_weights_row(loaded_equal, infer.get("error")))
+    if expected is None:
+        expected = _model_default_tokens(train)
+    rows.append(report.splice_row(int(expected), train.get("splices", []), infer.get("splices", [])))
+    rows.append(report.answer_row(infer))
+
+    au_model = {k: cfg.model.get(k) for k in ("au_fusion_type", "num_au_query_token", "frozen_au_proj")}
+    notes = [f"config: {base.relative_to(code_root) if base.is_relative_to(code_root) else base}"
+             f" → {SMOKE_CONFIG}; device {opts.device}; {opts.steps} steps, batch {opts.batch_size}; "
+             f"AU features [{frames}, {opts.clip_width}]",
+             "AU branch: " + ", ".join(f"{k}={v}" for k, v in au_model.items()),
+             f"python {sys.version.split()[0]}, " + _versions()]
+    if applied:
+        notes.append("--set " + " ".join(applied))
+    used = sorted(set(train.get("shims", [])) | set(infer.get("shims", [])))
+    if used:
+        notes.append("run-time shims: " + "; ".join(used))
+    title = f"AffectGPT smoke test of {opts.checkout} ({checkout.layout}; {_variant(checkout)})"
+    return report.SmokeReport(title, rows, notes)
+
+
+def _variant(checkout: Any) -> str:
+    from ..patcher.detect import VARIANT_TEXT
+
+    return VARIANT_TEXT.get(checkout.variant, checkout.variant)
+
+
+def _versions() -> str:
+    from importlib import metadata
+
+    out = []
+    for name in ("torch", "transformers", "peft", "omegaconf"):
+        try:
+            out.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.append(f"{name} absent")
+    return ", ".join(out)
+
+
+def _model_default_tokens(train: Mapping[str, Any]) -> int:
+    expected = [s.get("expected") for s in train.get("splices", []) if s.get("expected")]
+    return int(expected[0]) if expected else 1
+
+
+def _json(path: Path) -> Optional[Dict[str, Any]]:
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
