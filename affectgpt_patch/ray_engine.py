@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from data_prep import contract
 from data_prep.errors import AUAgentError
 
 from .agent.config import AgentConfig, fingerprint
@@ -237,14 +238,18 @@ def describe_distinct(inputs: Sequence[str], config: AgentConfig, opts: RayOptio
     # block fills the backend's length buckets to whole batches.
     todo = sorted(inputs, key=lambda s: (len(s), s))
     use_vllm = config.backend == "vllm"
-    if use_vllm and config.use_cache:  # vLLM's processor reads no cache: the driver node's cache serves it
+    if use_vllm:  # the contract's neutral text, never generated (AUAgent.describe_inputs does the same)
+        known = {s: contract.NEUTRAL_DESCRIPTION for s in todo if contract.is_neutral(s)}
+        todo = [s for s in todo if s not in known]
+    if use_vllm and config.use_cache and todo:  # vLLM reads no cache: the driver node's cache serves it
         from .agent import DESCRIPTION_CACHE
         from .cache import SQLiteCache, default_cache_dir
 
         cache = SQLiteCache(Path(config.cache_dir or default_cache_dir()) / DESCRIPTION_CACHE)
         fp = fingerprint(config)
-        known = {k: v.decode("utf-8") for k, v in cache.get_many(fp, todo).items()}
-        stats["hits"] = len(known)
+        cached = {k: v.decode("utf-8") for k, v in cache.get_many(fp, todo).items()}
+        stats["hits"] = len(cached)
+        known.update(cached)
         todo = [s for s in todo if s not in known]
     if todo:
         resources = {"num_gpus": 1} if use_vllm else _describe_resources(config)

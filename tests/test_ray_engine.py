@@ -171,6 +171,12 @@ def test_vllm_processor_settings_come_from_the_agent_card(tiny_adapter, tiny_qwe
     assert lora is None and "enable_lora" not in settings["engine_kwargs"]
     assert "model" not in vllm_request("AU06: 1.40", tokenizer, sampling, lora)
 
+    # A neutral input gets the contract's neutral text without reaching vLLM, as in the local agent.
+    from affectgpt_patch.ray_engine import RayOptions, describe_distinct
+
+    texts, stats = describe_distinct([contract.NEUTRAL_INPUT], config, RayOptions(progress=False))
+    assert texts == {contract.NEUTRAL_INPUT: contract.NEUTRAL_DESCRIPTION} and stats["generated"] == 0
+
     from ray.data.llm import vLLMEngineProcessorConfig  # the real configuration accepts them
 
     built = vLLMEngineProcessorConfig(**vllm_processor_settings(config, stops)[0])
