@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 AU_AGENT := $(VENV)/bin/au-agent
 STAMP := $(VENV)/.installed
-EXTRAS ?= train,agent,eval,dev
+EXTRAS ?= train,agent,eval,ray,dev
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 # prepare-data

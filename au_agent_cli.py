@@ -118,16 +118,41 @@ def add_agent_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def agent_from_args(a: argparse.Namespace):
-    from affectgpt_patch.agent import create_au_agent
+    from affectgpt_patch.agent import agent_config, create_au_agent
 
     backend = a.backend or ("hf" if a.agent else "rules")
     if backend != "rules" and backend != "openai" and not (a.agent or a.base_model):
         raise AUAgentError(f"--backend {backend} needs --agent DIR (or --base-model)")
     if backend == "openai" and not a.api_base:
         raise AUAgentError("--backend openai needs --api-base URL (e.g. http://127.0.0.1:8000/v1)")
-    return create_au_agent(a.agent, backend=backend, base_model=a.base_model, api_base=a.api_base,
-                           api_model=a.api_model, batch_size=a.batch_size, max_new_tokens=a.max_new_tokens,
-                           device=a.device, cache_dir=a.cache_dir, use_cache=not a.no_cache)
+    options = dict(backend=backend, base_model=a.base_model, api_base=a.api_base, api_model=a.api_model,
+                   batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, device=a.device,
+                   cache_dir=a.cache_dir, use_cache=not a.no_cache)
+    if getattr(a, "engine", "local") == "ray":
+        from affectgpt_patch.ray_engine import RayAgent
+
+        return RayAgent(agent_config(a.agent, **options), ray_options_from_args(a))
+    return create_au_agent(a.agent, **options)
+
+
+# ------------------------------------------------------------------------------------------ engine options
+
+
+def add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    """``--engine ray`` for the commands that run over a corpus (see affectgpt_patch/ray_engine.py)."""
+    g = p.add_argument_group("engine")
+    g.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process; ray: a Ray Data job on a Ray cluster (pip install 'au-agent[ray]')")
+    g.add_argument("--ray-address", help="auto, ray://host:10001 or host:port (default: $RAY_ADDRESS, else a "
+                                         "Ray started on this machine)")
+    g.add_argument("--ray-actors", type=argtypes.int_range(1),
+                   help="agent actors (default: one per GPU of the cluster, else one per 2 CPUs)")
+
+
+def ray_options_from_args(a: argparse.Namespace):
+    from affectgpt_patch.ray_engine import RayOptions
+
+    return RayOptions(address=a.ray_address, describe_actors=a.ray_actors, progress=not a.quiet)
 
 
 # ------------------------------------------------------------------------------------------------ describe
@@ -139,12 +164,16 @@ def _describe(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--out", type=Path, help="JSONL file to write (default: print to stdout)")
     add_min_confidence_argument(p)
     add_agent_arguments(p)
+    add_engine_arguments(p)
 
     def run(a: argparse.Namespace) -> int:
         from affectgpt_patch.describe import describe_csvs
 
-        lines, summary = describe_csvs(a.csv, agent_from_args(a), a.out, a.batch_size, a.min_confidence,
-                                       progress=not a.quiet)
+        agent = agent_from_args(a)
+        try:
+            lines, summary = describe_csvs(a.csv, agent, a.out, a.batch_size, a.min_confidence, progress=not a.quiet)
+        finally:
+            agent.close()
         if a.out is None:
             sys.stdout.write("".join(line + "\n" for line in lines))
         log.info("%(videos)d videos, %(frames)d frames (%(masked)d masked), %(distinct_inputs)d distinct AU "
@@ -198,6 +227,7 @@ def _precompute(p: argparse.ArgumentParser) -> Handler:
                    default=argtypes.default_of(PrecomputeOptions, "chunk_videos"), help="videos described together")
     add_feature_arguments(p)
     add_agent_arguments(p)
+    add_engine_arguments(p)
     p.set_defaults(batch_size=argtypes.default_of(PrecomputeOptions, "batch_size"))
 
     def run(a: argparse.Namespace) -> int:
@@ -206,7 +236,10 @@ def _precompute(p: argparse.ArgumentParser) -> Handler:
         opts = PrecomputeOptions(openface_dir=a.openface_dir, out=a.out, settings=settings_from_args(a),
                                  shard=parse_shard(a.shard), batch_size=a.batch_size, chunk_videos=a.chunk_videos,
                                  progress=not a.quiet)
-        summary = precompute(opts, agent_from_args(a), encoder_from_args(a))
+        if a.engine == "ray":
+            summary = precompute_on_ray_from_args(a, opts)
+        else:
+            summary = precompute(opts, agent_from_args(a), encoder_from_args(a))
         log.info("%(videos)d videos: %(done)d done, %(skipped)d skipped (already done), %(failed)d failed; "
                  "descriptions: %(agent_hits)d cached, %(agent_generated)d generated; %(clip_encoded)d texts "
                  "encoded", summary)
@@ -221,6 +254,18 @@ def _precompute(p: argparse.ArgumentParser) -> Handler:
     return run
 
 
+def precompute_on_ray_from_args(a: argparse.Namespace, opts):
+    from affectgpt_patch.ray_engine import ClipSpec, import_ray, precompute_on_ray
+
+    import_ray()  # the install hint before anything else is checked
+    agent = agent_from_args(a)  # a RayAgent: the agent's configuration, checked here, loaded by the actors
+    try:
+        return precompute_on_ray(opts, agent.config, ClipSpec(a.clip_model, a.clip_device, a.cache_dir,
+                                                              not a.no_cache), ray_options_from_args(a))
+    finally:
+        agent.close()
+
+
 # --------------------------------------------------------------------------------------------------- train
 
 
@@ -229,6 +274,7 @@ def _train(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--recipe", default="qwen2.5_7b_lora_sft",
                    help="recipe name in llamafactory_configs/ (qwen2.5_7b_lora_sft, qwen2.5_7b_qlora_sft, "
                         "qwen2.5_7b_lora_sft_8bit, qwen2.5_7b_lora_sft_ds_z2, qwen2.5_7b_lora_sft_ds_z3, "
+                        "qwen2.5_7b_lora_sft_ray, "
                         "tiny_cpu_lora_sft) or a YAML file; default %(default)s")
     p.add_argument("--dataset", type=Path, required=True, help="dataset folder written by prepare-data")
     p.add_argument("--base-model", help="base model folder or hub id (default: the recipe's)")
@@ -359,6 +405,7 @@ def _eval(p: argparse.ArgumentParser) -> Handler:
                    help="report folder: report.md, report.json, predictions.jsonl, au_f1.png, lengths.png")
     p.add_argument("--limit", type=argtypes.int_range(1), help="evaluate the first N records only")
     add_agent_arguments(p)
+    add_engine_arguments(p)
 
     def run(a: argparse.Namespace) -> int:
         from affectgpt_patch.evaluate import EvalOptions, evaluate, load_split, summary_text

@@ -26,7 +26,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -35,8 +35,8 @@ from data_prep import atomic
 from data_prep.errors import AUAgentError
 from data_prep.openface import read_openface_csv
 
-from .features import (FeatureSettings, assemble, describe_plan, meta_mismatches, plan_video, precomputed_meta,
-                       save_video_features)
+from .features import (FeatureSettings, FramePlan, assemble, describe_plan, meta_mismatches, plan_video,
+                       precomputed_meta, save_video_features)
 
 log = logging.getLogger(__name__)
 
@@ -82,17 +82,9 @@ def precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, A
     names = sorted(p.stem for p in src.glob("*.csv"))
     if not names:
         raise AUAgentError("no OpenFace *.csv files", src)
-    out = atomic.claim_output_dir(opts.out, COMMAND, legacy=(MANIFEST,))
-    atomic.remove_stale_temps(out / FAILURE_DIR)
+    out = prepare_out(opts)
     mine = [n for n in names if in_shard(n, opts.shard)]
-    todo, done_meta = [], {}
-    for name in mine:  # the JSON and the npy checksum decide; the features themselves are not decoded
-        meta = _done_meta(out, name)
-        if (meta is not None and _has_valid_frame(meta)  # a video without one is re-checked on every run
-                and not meta_mismatches(meta, opts.settings, agent.fingerprint, encoder.fingerprint)):
-            done_meta[name] = meta
-        else:
-            todo.append(name)
+    todo, done_meta = split_done(mine, opts, agent.fingerprint, encoder.fingerprint)
     skipped = len(done_meta)
     log.info("%d videos in %s, %d in shard %d/%d: %d to do, %d already done", len(names), src, len(mine),
              *opts.shard, len(todo), skipped)
@@ -102,10 +94,8 @@ def precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, A
         for start in range(0, len(todo), opts.chunk_videos):
             chunk = todo[start:start + opts.chunk_videos]
             done += _run_chunk(chunk, opts, out, agent, encoder, failed, bar)
-    for name in done_meta:
-        _clear_failure(out, name)
     manifest = write_manifest(out, done_meta)
-    merge_failures(out, set(names))
+    write_failures(out, failed, set(names))
     by_reason = collections.Counter(failed.values())
     return {"videos": len(mine), "done": done, "skipped": skipped, "failed": len(failed),
             "failed_by_reason": dict(by_reason.most_common()), "manifest_entries": manifest,
@@ -123,14 +113,15 @@ def _done_meta(out: Path, name: str) -> Optional[Dict[str, Any]]:
     return meta if isinstance(meta, dict) else None
 
 
-def _fail(out: Path, failed: Dict[str, str], name: str, reason: str, bar: tqdm) -> None:
+def _fail(out: Path, failed: Dict[str, str], name: str, reason: str, bar: Optional[tqdm]) -> None:
     failed[name] = reason
     log.warning("%s: %s", name, reason)
     try:
         atomic.write_json(_failure_path(out, name), {"name": name, "reason": reason})
     except OSError as e:
         log.error("%s: cannot record the failure of %s (%s)", out / FAILURE_DIR, name, e)
-    bar.update(1)
+    if bar is not None:
+        bar.update(1)
 
 
 def _run_chunk(chunk: List[str], opts: PrecomputeOptions, out: Path, agent: Any, encoder: Any,
@@ -150,23 +141,8 @@ def _run_chunk(chunk: List[str], opts: PrecomputeOptions, out: Path, agent: Any,
     inputs = sorted({s for p in plans for s in p.inputs if s is not None})
     descriptions = dict(zip(inputs, agent.describe_inputs(inputs, batch_size=opts.batch_size,
                                                            progress=opts.progress)))
-    encoded = _EncodedTexts(encoder, sorted(set(descriptions.values())), opts.progress)
     done = 0
-    for plan in plans:
-        vf = assemble(plan, describe_plan(plan, descriptions), encoded, agent.fingerprint, opts.settings)
-        try:
-            save_video_features(out, vf)
-        except OSError as e:  # e.g. a name too long for the file system
-            _fail(out, failed, plan.name, f"cannot write its features ({e.strerror or e})", bar)
-            continue
-        except AUAgentError as e:  # e.g. a folder where its file should go
-            _fail(out, failed, plan.name, f"cannot write its features ({e})", bar)
-            continue
-        if not plan.mask.any():  # written all masked (as computed on the fly), and listed
-            _fail(out, failed, plan.name, f"no valid frame (no face, or confidence below "
-                                          f"{opts.settings.min_confidence})", bar)
-            continue
-        _clear_failure(out, plan.name)
+    for _ in write_plans(plans, descriptions, encoder, agent.fingerprint, opts, failed, bar):
         done += 1
         bar.update(1)
     return done
@@ -213,6 +189,66 @@ def merge_failures(out: os.PathLike, names: Optional[set] = None) -> int:
         (out / FAILURES).unlink()
         atomic.fault_point("unlink failures")
     return len(records)
+
+def split_done(names: List[str], opts: PrecomputeOptions, agent_fingerprint: Optional[str],
+               clip_fingerprint: Optional[str]) -> Tuple[List[str], Dict[str, Dict[str, Any]]]:
+    """Names still to do, and the records of those already complete with these settings (every engine skips
+    the same videos): the JSON and the npy checksum decide; the features themselves are not decoded. A video
+    without a valid frame is re-checked on every run (a fixed CSV is picked up)."""
+    todo, done_meta = [], {}
+    for name in names:
+        meta = _done_meta(Path(opts.out), name)
+        if (meta is not None and _has_valid_frame(meta)
+                and not meta_mismatches(meta, opts.settings, agent_fingerprint, clip_fingerprint)):
+            done_meta[name] = meta
+        else:
+            todo.append(name)
+    return todo, done_meta
+
+
+def write_plans(plans: List[FramePlan], descriptions: Mapping[str, str], encoder: Any,
+                agent_fingerprint: Optional[str], opts: PrecomputeOptions,
+                failed: Optional[Dict[str, str]] = None, bar: Optional[tqdm] = None) -> Iterator[str]:
+    """Encode the plans' distinct descriptions in one pass, then assemble and write each video; yields the
+    names written. A video that cannot be written, or has no valid frame (written all masked, as computed on
+    the fly), is recorded as a failure (in ``.failures/``, and in ``failed`` when given)."""
+    out = Path(opts.out)
+    encoded = _EncodedTexts(encoder, sorted({descriptions[s] for p in plans for s in p.inputs if s is not None}),
+                            opts.progress)
+    failed = {} if failed is None else failed
+    for plan in plans:
+        vf = assemble(plan, describe_plan(plan, descriptions), encoded, agent_fingerprint, opts.settings)
+        try:
+            save_video_features(out, vf)
+        except OSError as e:  # e.g. a name too long for the file system
+            _fail(out, failed, plan.name, f"cannot write its features ({e.strerror or e})", bar)
+            continue
+        except AUAgentError as e:  # e.g. a folder where its file should go
+            _fail(out, failed, plan.name, f"cannot write its features ({e})", bar)
+            continue
+        if not plan.mask.any():
+            _fail(out, failed, plan.name, f"no valid frame (no face, or confidence below "
+                                          f"{opts.settings.min_confidence})", bar)
+            continue
+        _clear_failure(out, plan.name)
+        yield plan.name
+
+
+def write_failures(out: os.PathLike, failed: Mapping[str, str], names: Optional[set] = None) -> int:
+    """Record ``failed`` (one atomic record per video in ``.failures/``) and rewrite ``failures.jsonl`` from the
+    records of every shard; returns how many it lists."""
+    for name, reason in failed.items():
+        path = _failure_path(Path(out), name)
+        if not path.is_file() or path.read_bytes() != atomic.dumps_json({"name": name, "reason": reason}).encode():
+            atomic.write_json(path, {"name": name, "reason": reason})
+    return merge_failures(out, names)
+
+
+def prepare_out(opts: PrecomputeOptions) -> Path:
+    """Claim the output folder (see :func:`data_prep.atomic.claim_output_dir`) and remove what killed runs left."""
+    out = atomic.claim_output_dir(opts.out, COMMAND, legacy=(MANIFEST,))
+    atomic.remove_stale_temps(out / FAILURE_DIR)
+    return out
 
 
 class _EncodedTexts:

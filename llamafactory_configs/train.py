@@ -367,6 +367,9 @@ def check_packages(recipe: Dict[str, Any]) -> None:
                            "bitsandbytes) and a CUDA GPU")
     if recipe.get("deepspeed") and importlib.util.find_spec("deepspeed") is None:
         raise AUAgentError("the recipe uses DeepSpeed, which is not installed (pip install deepspeed)")
+    if recipe.get("ray_num_workers") and importlib.util.find_spec("ray") is None:
+        raise AUAgentError("the recipe trains on Ray (ray_num_workers), which is not installed "
+                           "(pip install 'au-agent[ray]')")
 
 
 def check_precision(recipe: Dict[str, Any]) -> None:
@@ -548,6 +551,8 @@ def train_agent(opts: TrainOptions) -> Optional[Dict[str, Any]]:
     env = dict(os.environ)
     if recipe.get("deepspeed"):
         env.setdefault("FORCE_TORCHRUN", "1")  # LLaMA-Factory runs DeepSpeed only under torchrun
+    if recipe.get("ray_num_workers"):
+        env.setdefault("USE_RAY", "1")  # LLaMA-Factory's Ray Train path reads the switch from the environment
     out.mkdir(parents=True, exist_ok=True)
     recipe_file = out / RECIPE_FILE
     text = OmegaConf.to_yaml(OmegaConf.create(recipe))

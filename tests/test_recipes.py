@@ -13,7 +13,7 @@ from data_prep.build import TRAIN_SPLIT, VAL_SPLIT
 from llamafactory_configs.train import RECIPE_DIR, RENAMED_KEYS, find_deepspeed_config, load_recipe, recipe_names
 
 SFT_7B = ["qwen2.5_7b_lora_sft", "qwen2.5_7b_qlora_sft", "qwen2.5_7b_lora_sft_8bit", "qwen2.5_7b_lora_sft_ds_z2",
-          "qwen2.5_7b_lora_sft_ds_z3"]
+          "qwen2.5_7b_lora_sft_ds_z3", "qwen2.5_7b_lora_sft_ray"]
 TRAINING = SFT_7B + ["tiny_cpu_lora_sft"]
 INFERENCE = ["qwen2.5_7b_lora_predict", "qwen2.5_7b_merge", "qwen2.5_7b_api"]
 SEED_SETTINGS = {
@@ -62,6 +62,7 @@ def test_variants_differ_from_the_7b_recipe_only_where_they_should():
         "qwen2.5_7b_lora_sft_8bit": {"quantization_bit": 8, "quantization_method": "bnb", "upcast_layernorm": True},
         "qwen2.5_7b_lora_sft_ds_z2": {"deepspeed": "llamafactory_configs/deepspeed/ds_z2_config.json"},
         "qwen2.5_7b_lora_sft_ds_z3": {"deepspeed": "llamafactory_configs/deepspeed/ds_z3_config.json"},
+        "qwen2.5_7b_lora_sft_ray": {"ray_num_workers": 4},
     }
     for name, added in extra.items():
         r = recipe(name)
@@ -83,6 +84,18 @@ def testfind_deepspeed_configs(stage):
     assert cfg["bf16"]["enabled"] == cfg["fp16"]["enabled"] == "auto"
     if stage == 3:
         assert cfg["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+
+
+def test_ray_recipe_is_read_by_llamafactorys_ray_path(monkeypatch):
+    """With USE_RAY=1 (set by au-agent train for this recipe) LLaMA-Factory's run_exp takes its Ray Train
+    branch and reads ray_num_workers from the recipe."""
+    from llamafactory.hparams import get_ray_args
+
+    monkeypatch.setenv("USE_RAY", "1")
+    ray_args = get_ray_args(recipe("qwen2.5_7b_lora_sft_ray"))
+    assert ray_args.use_ray and ray_args.ray_num_workers == 4 and ray_args.ray_init_kwargs is None
+    monkeypatch.setenv("USE_RAY", "0")
+    assert not get_ray_args(recipe("qwen2.5_7b_lora_sft_ray")).use_ray
 
 
 def test_inference_recipes():
