@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Union
 
@@ -37,16 +38,17 @@ class SQLiteCache:
         self.misses = 0
         self._local = threading.local()
         self._lock = threading.Lock()
-        with self._connect() as con:
-            con.execute("CREATE TABLE IF NOT EXISTS kv (ns TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,"
-                        " PRIMARY KEY (ns, key)) WITHOUT ROWID")
+        con = self._connect()
+        self._retry_locked(lambda: con.execute(
+            "CREATE TABLE IF NOT EXISTS kv (ns TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,"
+            " PRIMARY KEY (ns, key)) WITHOUT ROWID"))
 
     def _connect(self) -> sqlite3.Connection:
         # A connection must not cross a fork (DataLoader workers) or a thread boundary.
         con: Optional[sqlite3.Connection] = getattr(self._local, "con", None)
         if con is None or self._local.pid != os.getpid():
             con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-            con.execute("PRAGMA journal_mode=WAL")
+            self._retry_locked(lambda: con.execute("PRAGMA journal_mode=WAL"))
             con.execute("PRAGMA synchronous=NORMAL")
             self._local.con, self._local.pid = con, os.getpid()
         return con
@@ -60,6 +62,21 @@ class SQLiteCache:
             for key, value in con.execute(f"SELECT key, value FROM kv WHERE ns = ? AND key IN ({marks})", [ns, *chunk]):
                 found[key] = value
         return found
+
+    def _retry_locked(self, step) -> None:
+        """Run ``step`` until SQLite stops answering "locked": switching a new file to WAL while another
+        process creates it fails at once, without waiting for the busy timeout."""
+        deadline = time.monotonic() + self.timeout
+        delay = 0.01
+        while True:
+            try:
+                step()
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
     def get_many(self, ns: str, keys: Iterable[str]) -> Dict[str, bytes]:
         keys = list(dict.fromkeys(keys))
