@@ -3,6 +3,7 @@
     python -m benchmarks.run                                   # CPU: prepare-data (100K records) + features
     python -m benchmarks.run --only features --videos 10 --frames 120 --max-new-tokens 8
     python -m benchmarks.run --profile                         # also cProfile each stage → bench_out/profiles/
+    python -m benchmarks.run --only demo-agent                 # make demo's training time and eval table
     python -m benchmarks.run --gpu --model DIR [--adapter DIR] [--backends hf,vllm] [--batch-sizes 16,64,256]
 
 Exit status: 0 when every run completed and its outputs are right (a missed speed target is reported in the
@@ -24,7 +25,8 @@ from .common import BenchError, BenchResult, as_jsonable, format_table, machine_
 
 log = logging.getLogger("benchmarks")
 
-BENCHMARKS = ("prepare", "features")
+BENCHMARKS = ("prepare", "features", "demo-agent")
+DEFAULT_BENCHMARKS = ("prepare", "features")  # demo-agent trains for minutes: ask for it with --only demo-agent
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false"}
 CPU_MAX_NEW_TOKENS = 16  # the tiny random model rarely stops early: this bounds the seed loop's run time
@@ -84,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-cli-warm", action="store_true", help="skip timing a warm `au-agent precompute` process")
     g.add_argument("--tiny-qwen2", type=Path, help="use this tiny model folder instead of building one")
     g.add_argument("--tiny-clip", type=Path, help="use this tiny CLIP file instead of building one")
+    g = p.add_argument_group("demo-agent (make demo's training and its evaluation table)")
+    g.add_argument("--demo-quick", action="store_true", help="the demo's CI size instead of its full size")
     g = p.add_argument_group("GPU variant (real-size model; needs CUDA, and vLLM for --backends vllm)")
     g.add_argument("--gpu", action="store_true", help="run the GPU benchmark instead of the CPU ones")
     g.add_argument("--model", type=Path, help="local base model folder (e.g. Qwen2.5-7B-Instruct) or a merged agent")
@@ -126,7 +130,7 @@ def run_benchmarks(args: argparse.Namespace) -> List[BenchResult]:
             max_new_tokens=args.max_new_tokens, descriptions=args.descriptions or None,
             gpu_memory_utilization=args.gpu_memory_utilization, dtype=args.dtype, seed=args.seed,
             regenerate=args.regenerate))]
-    selected = args.only or list(BENCHMARKS)
+    selected = args.only or list(DEFAULT_BENCHMARKS)
     results = []
     if "prepare" in selected:
         from .bench_prepare import PrepareBenchOptions, run_prepare
@@ -143,6 +147,10 @@ def run_benchmarks(args: argparse.Namespace) -> List[BenchResult]:
             warm_repeats=args.warm_repeats, cli_warm=not args.no_cli_warm, profile=args.profile,
             regenerate=args.regenerate, tiny_qwen2=args.tiny_qwen2, tiny_clip=args.tiny_clip,
             progress=not args.quiet)))
+    if "demo-agent" in selected:
+        from .bench_demo import DemoBenchOptions, run_demo_bench
+
+        results.append(run_demo_bench(DemoBenchOptions(out=args.out, quick=args.demo_quick)))
     return results
 
 
