@@ -217,7 +217,8 @@ def per_frame_json(video: str, values: np.ndarray, valid: np.ndarray, rng: rando
     peak = int(sums.argmax())
     entries[peak]["is_peak_frame"] = True
     candidates = [i for i in range(n) if valid[i] and entries[i]["active_aus"]]
-    chosen = sorted(set([peak] + rng.sample(candidates, min(n_described, len(candidates))))) if candidates else []
+    peaks = [peak] if entries[peak]["active_aus"] else []  # a video may never leave neutral: nothing to describe
+    chosen = sorted(set(peaks + rng.sample(candidates, min(n_described, len(candidates))))) if candidates else []
     fine, summary = {}, {}
     for i in chosen:
         active = {k[:-2]: v for k, v in entries[i]["active_aus"].items()}

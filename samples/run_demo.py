@@ -52,7 +52,7 @@ class DemoSize:
 
 
 FULL = DemoSize(videos=200, train_steps=300, eval_limit=None, max_new_tokens=48, agent_csvs=None)
-QUICK = DemoSize(videos=80, train_steps=60, eval_limit=80, max_new_tokens=48, agent_csvs=2)
+QUICK = DemoSize(videos=80, train_steps=100, eval_limit=80, max_new_tokens=48, agent_csvs=2)
 
 
 class Demo:
