@@ -3,9 +3,10 @@
 It has Qwen's special tokens (``<|endoftext|>``, ``<|im_start|>``, ``<|im_end|>``), Qwen2's pre-tokenizer and a
 Qwen2.5-style chat template, so LLaMA-Factory's ``qwen`` template, transformers, peft and vLLM treat it like
 the real model. Its byte-level BPE is trained on the prompt contract, the AU vocabulary and any texts given
-(e.g. the dataset's descriptions). The weights are random: what it generates is gibberish by design.
+(e.g. the dataset's descriptions), and each AU code (``AU12``) is one token. The weights are random: untrained,
+it generates gibberish; at ``DEMO_SIZE``, fully fine-tuned by ``tiny_cpu_full_sft.yaml``, it learns the task.
 
-    python -m llamafactory_configs.tiny_qwen2 OUT_DIR [--texts dataset/train.json]
+    python -m llamafactory_configs.tiny_qwen2 OUT_DIR [--texts dataset/train.json] [--demo-size]
 """
 from __future__ import annotations
 
