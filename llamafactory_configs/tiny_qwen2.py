@@ -108,7 +108,7 @@ def build_tokenizer(out_dir: Path, extra_texts: Iterable[str] = (), vocab_size: 
 def build_tiny_qwen2(out_dir: Path, extra_texts: Iterable[str] = (), seed: int = 0,
                      size: TinyQwen2Size = TinyQwen2Size()) -> Path:
     """Write a tokenizer and a random fp32 ``Qwen2ForCausalLM`` to ``out_dir`` (≈0.3 M parameters at the default
-    size, ≈1.3 M at :data:`DEMO_SIZE`)."""
+    size, ≈0.7 M at :data:`DEMO_SIZE`)."""
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 

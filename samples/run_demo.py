@@ -52,7 +52,7 @@ class DemoSize:
 
 
 FULL = DemoSize(videos=200, train_steps=300, eval_limit=None, max_new_tokens=48, agent_csvs=None)
-QUICK = DemoSize(videos=80, train_steps=100, eval_limit=80, max_new_tokens=48, agent_csvs=2)
+QUICK = DemoSize(videos=120, train_steps=200, eval_limit=80, max_new_tokens=48, agent_csvs=2)
 
 
 class Demo:
@@ -114,10 +114,10 @@ def _f1(report_dir: Path, system: str = "agent") -> float:
 
 
 def sample_frames(predictions: Path, n: int = 3) -> List[Dict[str, object]]:
-    """``n`` evaluated records with different sets of active AUs (the first of each, in split order)."""
+    """``n`` evaluated records with different sets of active AUs, the most AUs first (ties in split order)."""
+    records = [json.loads(line) for line in predictions.read_text(encoding="utf-8").splitlines()]
     chosen, seen = [], set()
-    for line in predictions.read_text(encoding="utf-8").splitlines():
-        p = json.loads(line)
+    for p in sorted(records, key=lambda p: -min(len(p["active"]), 3)):  # stable: split order within a size
         key = tuple(p["active"])
         if key and key not in seen:
             seen.add(key)
