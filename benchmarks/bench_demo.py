@@ -38,6 +38,13 @@ def run_demo_bench(opts: DemoBenchOptions) -> BenchResult:
     load_before = loadavg()
     with Stopwatch() as total:
         table = demo["run"](out, size=size)
+    res = demo_result(out, table, total.seconds, size, opts.quick)
+    res.details.update(loadavg_before=load_before, loadavg_after=loadavg())
+    return res
+
+
+def demo_result(out: Path, table: str, seconds: float, size: Any, quick: bool) -> BenchResult:
+    """The metrics of a finished demo run in ``out`` (``table`` is what ``run`` returned)."""
     train_row = next(line for line in table.splitlines() if line.startswith("train "))
     train_wall = float(train_row.split()[1].rstrip("s"))
     trainer = _report(out / "agent" / "train_results.json")
@@ -45,21 +52,20 @@ def run_demo_bench(opts: DemoBenchOptions) -> BenchResult:
     untrained = _report(out / "eval_untrained" / "report.json")
 
     res = BenchResult("demo-agent")
-    res.details = {"size": size.__dict__, "loadavg_before": load_before, "loadavg_after": loadavg(),
-                   "systems": report["systems"], "features": report["features"],
+    res.details = {"size": size.__dict__, "systems": report["systems"], "features": report["features"],
                    "untrained": untrained["systems"]["agent"], "lexicon_version": report["lexicon_version"]}
-    res.add("demo total", total.seconds, "s", note=f"{size.videos} videos, {size.train_steps} steps")
+    res.add("demo total", seconds, "s", note=f"{size.videos} videos, {size.train_steps} steps")
     res.add("training (au-agent train)", train_wall, "s", Target("<=", 120),
             note="llamafactory-cli start to checkpoint-best")
     res.add("training (train_runtime)", trainer["train_runtime"], "s", note="the trainer's own clock")
     records = report["dataset"]["records"]
-    res.add("val records", records, "records", Target(">=", 200) if not opts.quick else None)
+    res.add("val records", records, "records", Target(">=", 200) if not quick else None)
     res.add("untrained AU F1", untrained["systems"]["agent"]["fidelity"]["f1"], "", note="the random base model")
     features = (report["features"] or {}).get("systems", {})
     for name in ("agent", "rules", "teacher"):
         s = report["systems"][name]
         f = s["fidelity"]
-        targets = name == "agent" and not opts.quick
+        targets = name == "agent" and not quick
         res.add(f"{name} AU F1", f["f1"], "", Target(">=", 0.85) if targets else None)
         res.add(f"{name} hallucination rate", f["hallucination_rate"], "", Target("<=", 0.05) if targets else None)
         if s["rouge_l"] is not None:

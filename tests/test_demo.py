@@ -103,3 +103,22 @@ def test_out_reuses_its_own_folder_and_keeps_what_it_did_not_write(tmp_path):
     empty.mkdir()
     DEMO["claim_out"](empty)
     assert (empty / DEMO["MARKER"]).is_file()
+
+
+@pytest.mark.slow
+def test_the_demo_benchmark_reads_the_run(quick_demo):
+    """``make bench --only demo-agent`` reports the demo's own numbers (its run is the demo; here the quick one)."""
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from benchmarks.bench_demo import demo_result
+
+    out, table, _ = quick_demo
+    res = demo_result(out, table, 1.0, DEMO["QUICK"], quick=True)
+    metrics = {m.name: m.value for m in res.metrics}
+    report = load(out / "eval" / "report.json")
+    assert metrics["agent AU F1"] == report["systems"]["agent"]["fidelity"]["f1"]
+    assert metrics["rules ROUGE-L"] == report["systems"]["rules"]["rouge_l"]
+    assert metrics["agent CLIP cosine to teacher"] == report["features"]["systems"]["agent"]["cosine_to_teacher"]
+    assert metrics["training (au-agent train)"] > 0 and metrics["training (train_runtime)"] > 0
+    assert metrics["untrained AU F1"] == load(out / "eval_untrained" / "report.json")["systems"]["agent"]["fidelity"]["f1"]
