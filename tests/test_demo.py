@@ -11,8 +11,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DEMO = runpy.run_path(str(REPO / "samples" / "run_demo.py"), run_name="demo")
 
-#: AU F1 the quick run's agent must reach on the held-out records (see test_training_improves_the_agent).
-QUICK_F1_FLOOR = 0.5
+#: What the quick run's agent must reach on its 80 held-out records (see test_training_improves_the_agent).
+QUICK_F1_FLOOR = 0.65
+QUICK_HALLUCINATION_CEILING = 0.25
 
 
 @pytest.fixture(scope="module")
@@ -64,19 +65,23 @@ def test_the_demo_prints_three_frames_and_the_training_curve(quick_demo):
 
 @pytest.mark.slow
 def test_training_improves_the_agent(quick_demo):
-    """The behavioural guard of the training pipeline and of the prompt contract: the quick run's agent (80
-    synthetic videos, 60 full fine-tuning steps) must describe held-out AU inputs far more faithfully than the same
-    model untrained. If inference ever prompted the agent with text it was not trained on, the learned mapping
-    would not fire and this fails.
+    """The behavioural guard of training and of the prompt contract: the quick run's agent (120 synthetic videos,
+    200 full fine-tuning steps) must describe held-out AU inputs far more faithfully than the same model untrained,
+    and it only does so when it is prompted exactly as it was trained.
 
-    Measured (80 held-out records): untrained AU F1 0.000; trained AU F1 0.000. With the instruction changed at
-    inference only (one word), the trained agent falls to AU F1 0.000. The floor QUICK_F1_FLOOR = 0.5 sits
-    below every trained run and far above the untrained and the mis-prompted agent."""
+    Measured on the quick run (80 held-out records, one CPU thread): untrained AU F1 0.051; trained AU F1 0.713,
+    hallucination rate 0.205. The same trained agent prompted differently at inference only: one word of the
+    instruction changed, F1 0.586 / hallucination 0.385; the system block left out, 0.630 / 0.305; no chat
+    template, 0.598 / 0.420; input keys written ``AU01_r``, 0.535 / 0.515; "FACS" replaced in the system prompt,
+    0.678 / 0.253. The floor (F1 ≥ 0.65) and the ceiling (hallucination ≤ 0.25) leave the contract-true run a
+    margin of about 0.06 and 0.045 and fail each of these prompts, the last one by the thinnest margin. The full
+    demo (300 steps, 3,000 records) reaches F1 0.894, and a changed instruction word drops it to 0.764."""
     out, _, _ = quick_demo
-    untrained = load(out / "eval_untrained" / "report.json")["systems"]["agent"]["fidelity"]["f1"]
-    trained = load(out / "eval" / "report.json")["systems"]["agent"]["fidelity"]["f1"]
-    assert trained >= QUICK_F1_FLOOR, (untrained, trained)
-    assert trained >= untrained + 0.4, (untrained, trained)
+    untrained = load(out / "eval_untrained" / "report.json")["systems"]["agent"]["fidelity"]
+    trained = load(out / "eval" / "report.json")["systems"]["agent"]["fidelity"]
+    assert trained["f1"] >= QUICK_F1_FLOOR, (untrained["f1"], trained["f1"])
+    assert trained["f1"] >= untrained["f1"] + 0.5, (untrained["f1"], trained["f1"])
+    assert trained["hallucination_rate"] <= QUICK_HALLUCINATION_CEILING, trained
 
 
 def test_out_refuses_a_folder_it_did_not_make(tmp_path):
@@ -121,4 +126,5 @@ def test_the_demo_benchmark_reads_the_run(quick_demo):
     assert metrics["rules ROUGE-L"] == report["systems"]["rules"]["rouge_l"]
     assert metrics["agent CLIP cosine to teacher"] == report["features"]["systems"]["agent"]["cosine_to_teacher"]
     assert metrics["training (au-agent train)"] > 0 and metrics["training (train_runtime)"] > 0
-    assert metrics["untrained AU F1"] == load(out / "eval_untrained" / "report.json")["systems"]["agent"]["fidelity"]["f1"]
+    untrained = load(out / "eval_untrained" / "report.json")["systems"]["agent"]["fidelity"]["f1"]
+    assert metrics["untrained AU F1"] == untrained
