@@ -211,6 +211,11 @@ def evaluate(opts: EvalOptions, agent, records: Optional[List[EvalRecord]] = Non
     inputs = [r.input for r in records]
     references = [r.reference for r in records]
     actives = [fidelity.active_set(contract.parse_input(s)) for s in inputs]
+    if encoder is None and opts.clip_model:  # loaded first: a wrong --clip-model fails before generation
+        from .clip_encoder import load_clip_text_encoder
+
+        encoder = load_clip_text_encoder(opts.clip_model, cache_dir=agent.config.cache_dir,
+                                         use_cache=agent.config.use_cache)
 
     before = agent.cache_stats()
     start = time.perf_counter()
@@ -225,10 +230,6 @@ def evaluate(opts: EvalOptions, agent, records: Optional[List[EvalRecord]] = Non
         systems[name], scores[name] = _system(texts[name], references, actives, compare=name != "teacher")
         systems[name] = {"label": LABELS[name], **systems[name]}
     config = agent.config
-    if encoder is None and opts.clip_model:
-        from .clip_encoder import load_clip_text_encoder
-
-        encoder = load_clip_text_encoder(opts.clip_model, cache_dir=config.cache_dir, use_cache=config.use_cache)
     features = feature_similarity(texts, actives, encoder, opts.progress) if encoder is not None else None
     report: Dict[str, object] = {
         "report_version": REPORT_VERSION,

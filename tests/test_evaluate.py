@@ -198,3 +198,11 @@ def test_without_clip_model_the_report_says_how_to_get_features(rules_eval):
     report = load(rules_eval[0] / "report.json")
     assert report["features"] is None
     assert "pass `--clip-model`" in (rules_eval[0] / "report.md").read_text()
+
+
+def test_a_bad_clip_model_is_one_error_line(sample_dataset, tmp_path, capsys):
+    rc = run_eval(sample_dataset / "val.json", tmp_path / "out", tmp_path / "cache", "--backend", "rules",
+                  "--clip-model", tmp_path / "no_clip.pt")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "no_clip.pt" in err[0], err
+    assert not (tmp_path / "out").exists()
