@@ -6,9 +6,9 @@
 
 Each step runs the same code as the ``au-agent`` command printed beside it. The base model is random (nothing
 is downloaded) and its tokenizer is trained on the dataset's texts; the ``tiny_cpu_full_sft`` recipe trains all of
-it in about two minutes on two cores, and the evaluation shows what it learned on held-out videos. Real training
-needs a GPU and Qwen2.5-7B-Instruct (see the README). CLIP is the real ViT-B/32 when its weights are already in
-``~/.cache/clip``; otherwise a tiny random CLIP is built and used, and the summary says so.
+it in a few minutes of CPU time (300 steps of batch 32), and the evaluation shows what it learned on held-out
+videos. Real training needs a GPU and Qwen2.5-7B-Instruct (see the README). CLIP is the real ViT-B/32 when its
+weights are already in ``~/.cache/clip``; otherwise a tiny random CLIP is built and used, and the summary says so.
 
 ``--out DIR`` is created by the demo and marked as its own (``.au-agent-demo``); a folder that exists, is not
 empty and does not carry that mark is refused, and in a marked folder only the demo's own entries are replaced.
