@@ -6,7 +6,7 @@
 
 Each step runs the same code as the ``au-agent`` command printed beside it. The base model is random (nothing
 is downloaded) and its tokenizer is trained on the dataset's texts; the ``tiny_cpu_full_sft`` recipe trains all of
-it in a few minutes of CPU time (300 steps of batch 32), and the evaluation shows what it learned on held-out
+it in a few minutes of CPU time (400 steps of batch 32), and the evaluation shows what it learned on held-out
 videos. Real training needs a GPU and Qwen2.5-7B-Instruct (see the README). CLIP is the real ViT-B/32 when its
 weights are already in ``~/.cache/clip``; otherwise a tiny random CLIP is built and used, and the summary says so.
 
@@ -51,7 +51,7 @@ class DemoSize:
     agent_csvs: Optional[int]  # bundled OpenFace CSVs described by the agent (None: all)
 
 
-FULL = DemoSize(videos=200, train_steps=300, eval_limit=None, max_new_tokens=48, agent_csvs=None)
+FULL = DemoSize(videos=200, train_steps=400, eval_limit=None, max_new_tokens=48, agent_csvs=None)
 QUICK = DemoSize(videos=120, train_steps=200, eval_limit=80, max_new_tokens=48, agent_csvs=2)
 
 
