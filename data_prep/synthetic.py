@@ -63,21 +63,21 @@ TEACHER_PHRASES: Dict[str, List[str]] = {
 #: them.
 TEACHER_PARAPHRASES: Dict[str, List[str]] = {
     "AU01": ["brows lifted at the middle", "a worried upturn of the inner brows", "inner eyebrow corners drawn upward"],
-    "AU02": ["the outer brows lifted", "brow tails pulled up", "a raised outer eyebrow line"],
+    "AU02": ["outer brows lifted", "brow tails pulled up", "a raised outer eyebrow line"],
     "AU04": ["a knitted brow", "a frown line between the brows", "brows pulled down and together"],
     "AU05": ["a wide-eyed stare", "eyes flared open", "upper eyelids lifted high"],
     "AU06": ["cheeks pushed up", "smile lines around the eyes", "lifted cheeks"],
     "AU07": ["eyes narrowed to slits", "tensed lower lids", "a squint"],
     "AU09": ["a scrunched nose", "nose crinkling", "a crinkled nose bridge"],
-    "AU10": ["the upper lip curled up", "a lifted upper lip", "a sneer"],
+    "AU10": ["an upper lip curled up", "a lifted upper lip", "a sneer"],
     "AU12": ["a grin", "mouth corners drawn upward", "an upturned mouth"],
     "AU14": ["a dimple beside the mouth", "mouth corners tucked in", "a one-sided dimple"],
     "AU15": ["a downturned mouth", "mouth corners sagging", "drooping lip corners"],
     "AU17": ["a puckered chin", "chin pushed up", "a wrinkled chin boss"],
     "AU20": ["lips pulled wide", "a horizontal stretch of the mouth", "lips drawn sideways"],
     "AU23": ["lips pressed thin", "taut lips", "tightly set lips"],
-    "AU25": ["the lips separated", "a gap between the lips", "a slightly open mouth"],
-    "AU26": ["a slack jaw", "the jaw hanging open", "a lowered jaw"],
+    "AU25": ["separated lips", "a gap between the lips", "a slightly open mouth"],
+    "AU26": ["a slack jaw", "a jaw hanging open", "a lowered jaw"],
     "AU45": ["eyes shut briefly", "eyelids closing", "a brief eye closure"],
 }
 #: Share of AU phrases drawn from ``TEACHER_PARAPHRASES`` in new corpora. The bundled samples/ were written
