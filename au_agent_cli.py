@@ -404,6 +404,8 @@ def _eval(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--out", type=Path, required=True,
                    help="report folder: report.md, report.json, predictions.jsonl, au_f1.png, lengths.png")
     p.add_argument("--limit", type=argtypes.int_range(1), help="evaluate the first N records only")
+    p.add_argument("--clip-model", help="CLIP model the AU features use (ViT-B/32 or a local .pt file): adds "
+                                        "feature similarity to the report")
     add_agent_arguments(p)
     add_engine_arguments(p)
 
@@ -411,7 +413,7 @@ def _eval(p: argparse.ArgumentParser) -> Handler:
         from affectgpt_patch.evaluate import EvalOptions, evaluate, load_split, summary_text
 
         opts = EvalOptions(dataset=a.dataset, out=a.out, limit=a.limit, batch_size=a.batch_size,
-                           progress=not a.quiet)
+                           progress=not a.quiet, clip_model=a.clip_model)
         records = load_split(opts.dataset, opts.limit)  # a bad split fails before a model is loaded
         agent = agent_from_args(a)
         try:

@@ -9,10 +9,15 @@ side: the **agent**, the **teacher** (the reference descriptions themselves) and
 * BLEU (sacrebleu, corpus) and ROUGE-L (rouge-score, mean F-measure) against the reference descriptions;
 * AU fidelity (:mod:`data_prep.fidelity`): the AUs a text mentions vs the AUs active in its input — precision,
   recall, F1, hallucination rate (mentioned but not active / mentioned), per AU;
+* feature similarity (with ``--clip-model``, the CLIP text encoder the AU features use): what AffectGPT sees is
+  not words but CLIP text features, so each system's descriptions are encoded and compared with the teacher's
+  (mean cosine; the teacher against itself is 1), and the features' separation of expressions is measured (mean
+  cosine between records with the same set of active AUs vs records with different sets);
 * description length in words; and, for the agent, throughput, cache hits and peak memory.
 
 Written to ``--out``: ``report.md``, ``report.json`` (deterministic except its ``timing`` section),
-``predictions.jsonl`` (one line per record) and the charts ``au_f1.png`` and ``lengths.png``.
+``predictions.jsonl`` (one line per record) and the charts ``au_f1.png``, ``lengths.png`` and, with
+``--clip-model``, ``features.png``.
 """
 from __future__ import annotations
 
@@ -39,6 +44,9 @@ LABELS = {"agent": "agent", "teacher": "teacher (reference texts)", "rules": "ru
 FILES = ("report.md", "report.json", "predictions.jsonl", "au_f1.png", "lengths.png")
 COMMAND = "eval"  # the output folder's marker: --out is replaced only when it holds an earlier report
 LEGACY_FILES = ("report.json", "report.md")  # an earlier report written before the marker
+FEATURE_CHART = "features.png"
+#: Pairwise feature cosines are computed on at most this many records (evenly spaced through the split).
+MAX_PAIR_RECORDS = 2000
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,7 @@ class EvalOptions:
     limit: Optional[int] = None
     batch_size: Optional[int] = None
     progress: bool = True
+    clip_model: Optional[str] = None  # a CLIP name or .pt file: adds feature similarity (None: words only)
 
     def __post_init__(self) -> None:  # checked before any model is loaded
         atomic.check_output_dir(self.out, COMMAND, legacy=LEGACY_FILES)
@@ -145,6 +154,38 @@ def _system(texts: Sequence[str], references: Sequence[str], actives: Sequence[f
     return {**similarity, "fidelity": tally.summary(), "words": length_stats(texts)}, scores
 
 
+def feature_similarity(texts: Mapping[str, Sequence[str]], actives: Sequence[frozenset], encoder,
+                       progress: bool = False) -> Dict[str, object]:
+    """Per system: mean cosine of each description's CLIP text feature with the teacher's for the same record,
+    and mean cosine between records whose active AUs are the same vs different (``separation`` is the gap).
+
+    Features are L2-normalised, so a cosine is a dot product. Pairs exclude a record with itself; above
+    ``MAX_PAIR_RECORDS`` records the pairs are taken among evenly spaced records."""
+    import numpy as np
+
+    n = len(actives)
+    picked = np.unique(np.linspace(0, n - 1, min(n, MAX_PAIR_RECORDS)).round().astype(int))
+    groups = {key: i for i, key in enumerate(dict.fromkeys(actives[i] for i in picked))}
+    labels = np.array([groups[actives[i]] for i in picked])
+    same = labels[:, None] == labels[None, :]
+    off_diagonal = ~np.eye(len(picked), dtype=bool)
+    features = {name: encoder.encode(list(texts[name]), progress=progress) for name in SYSTEMS}
+    out: Dict[str, object] = {}
+    for name in SYSTEMS:
+        f = features[name]
+        pairs = f[picked] @ f[picked].T
+        same_mean = float(pairs[same & off_diagonal].mean()) if (same & off_diagonal).any() else None
+        diff_mean = float(pairs[~same].mean()) if (~same).any() else None
+        out[name] = {
+            "cosine_to_teacher": round(float((f * features["teacher"]).sum(axis=1).mean()), 4),
+            "same_aus_cosine": None if same_mean is None else round(same_mean, 4),
+            "different_aus_cosine": None if diff_mean is None else round(diff_mean, 4),
+            "separation": None if None in (same_mean, diff_mean) else round(same_mean - diff_mean, 4),
+        }
+    return {"clip_model": encoder.name, "clip_fingerprint": encoder.fingerprint, "dim": encoder.dim,
+            "pair_records": int(len(picked)), "active_sets": len(groups), "systems": out}
+
+
 def _peak_rss_mib() -> Optional[float]:
     try:
         import resource
@@ -164,10 +205,13 @@ def _cuda_peak_mib() -> Optional[float]:
 # ------------------------------------------------------------------------------------------------- the run
 
 
-def evaluate(opts: EvalOptions, agent, records: Optional[List[EvalRecord]] = None) -> Dict[str, object]:
+def evaluate(opts: EvalOptions, agent, records: Optional[List[EvalRecord]] = None,
+             encoder=None) -> Dict[str, object]:
     """Describe the split with ``agent`` (an :class:`AUAgent`), score three systems, write the report files.
 
-    ``records`` (from :func:`load_split`) saves reading the split again when the caller has checked it already."""
+    ``records`` (from :func:`load_split`) saves reading the split again when the caller has checked it already;
+    ``encoder`` (a :class:`~affectgpt_patch.clip_encoder.ClipTextEncoder`) is loaded from ``opts.clip_model``
+    when not given."""
     from .agent.rules import rules_description
 
     out = Path(opts.out)
@@ -176,6 +220,11 @@ def evaluate(opts: EvalOptions, agent, records: Optional[List[EvalRecord]] = Non
     inputs = [r.input for r in records]
     references = [r.reference for r in records]
     actives = [fidelity.active_set(contract.parse_input(s)) for s in inputs]
+    if encoder is None and opts.clip_model:  # loaded first: a wrong --clip-model fails before generation
+        from .clip_encoder import load_clip_text_encoder
+
+        encoder = load_clip_text_encoder(opts.clip_model, cache_dir=agent.config.cache_dir,
+                                         use_cache=agent.config.use_cache)
 
     before = agent.cache_stats()
     start = time.perf_counter()
@@ -190,6 +239,7 @@ def evaluate(opts: EvalOptions, agent, records: Optional[List[EvalRecord]] = Non
         systems[name], scores[name] = _system(texts[name], references, actives, compare=name != "teacher")
         systems[name] = {"label": LABELS[name], **systems[name]}
     config = agent.config
+    features = feature_similarity(texts, actives, encoder, opts.progress) if encoder is not None else None
     report: Dict[str, object] = {
         "report_version": REPORT_VERSION,
         "contract_version": contract.CONTRACT_VERSION,
@@ -210,7 +260,8 @@ def evaluate(opts: EvalOptions, agent, records: Optional[List[EvalRecord]] = Non
             "generation": config.generation_settings(),
         },
         "systems": systems,
-        "files": list(FILES),
+        "features": features,
+        "files": list(FILES) + ([FEATURE_CHART] if features else []),
         "timing": {
             "generation_s": round(generation_s, 3),
             "descriptions_per_s": round(len(records) / generation_s, 2) if generation_s > 0 else None,
@@ -226,6 +277,8 @@ def evaluate(opts: EvalOptions, agent, records: Optional[List[EvalRecord]] = Non
         atomic.write_text(stage / "report.md", report_markdown(report, records, texts, scores))
         atomic.write_text(stage / "predictions.jsonl", _predictions(records, texts, scores))
         _plot(stage, report, texts)
+        if features:
+            _plot_features(stage / FEATURE_CHART, report)
     log.info("evaluation report written to %s", out / "report.md")
     return report
 
@@ -271,6 +324,12 @@ def summary_text(report: Mapping[str, object]) -> str:
     rows = summary_rows(report)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    if report.get("features"):
+        rows = feature_rows(report)
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines += [f"CLIP text features ({report['features']['clip_model']}):"]
+        lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                  for r in rows]
     t = report["timing"]
     lines.append(f"{report['dataset']['records']} records; generation {t['generation_s']:.2f} s "
                  f"({_num(t['descriptions_per_s'], 1)} descriptions/s, {t['cache_hits']} cache hits, "
@@ -319,6 +378,8 @@ def report_markdown(report: Mapping[str, object], records: Sequence[EvalRecord],
                     + [str(get[n]["hallucinated"]) if get[n] else "0" for n in ("agent", "teacher")]
                     + [str(get[n]["missed"]) if get[n] else "0" for n in ("agent", "teacher")])
     lines += _md_table(rows)
+    lines += ["", "## Feature similarity (what AffectGPT sees)", ""]
+    lines += feature_markdown(report)
     lines += ["", "## Length (words)", ""]
     rows = [["system", "mean", "median", "p90", "min", "max"]]
     for name in SYSTEMS:
@@ -349,8 +410,61 @@ def report_markdown(report: Mapping[str, object], records: Sequence[EvalRecord],
         lines.append("")
     lines += ["## Files", "", "`report.json` (the numbers; `timing` is the only run-dependent section), "
               "`predictions.jsonl` (per record: input, reference, prediction, active and mentioned AUs), "
-              "`au_f1.png` (per-AU F1), `lengths.png` (description lengths).", ""]
+              "`au_f1.png` (per-AU F1), `lengths.png` (description lengths)"
+              + (f", `{FEATURE_CHART}` (feature similarity)." if report.get("features") else "."), ""]
     return "\n".join(lines)
+
+
+def feature_rows(report: Mapping[str, object]) -> List[List[str]]:
+    """One row per system: cosine to the teacher's features, same-AU and different-AU cosines, separation."""
+    rows = [["system", "cosine to teacher", "same AUs", "different AUs", "separation"]]
+    for name, f in report["features"]["systems"].items():
+        rows.append([report["systems"][name]["label"], _num(f["cosine_to_teacher"], 3),
+                     _num(f["same_aus_cosine"], 3), _num(f["different_aus_cosine"], 3), _num(f["separation"], 3)])
+    return rows
+
+
+def feature_markdown(report: Mapping[str, object]) -> List[str]:
+    features = report.get("features")
+    if not features:
+        return ["Not computed: pass `--clip-model` (the CLIP model the AU features use, e.g. `ViT-B/32` or its "
+                "`.pt` file) to compare the descriptions' CLIP text features."]
+    return [
+        f"CLIP text features (`{features['clip_model']}`, {features['dim']} dimensions, L2-normalised) of each "
+        "system's descriptions. *Cosine to teacher*: mean cosine between a description's feature and the "
+        "reference description's feature of the same record (the teacher against itself is 1). *Same AUs* / "
+        "*different AUs*: mean cosine between the features of two records whose active AU sets are equal / differ "
+        f"({features['pair_records']} records, {features['active_sets']} distinct AU sets); *separation* is the "
+        "gap, how much the features tell expressions apart.",
+        "",
+        *_md_table(feature_rows(report)),
+    ]
+
+
+def _plot_features(path: Path, report: Mapping[str, object]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"agent": "#4c72b0", "teacher": "#dd8452", "rules": "#55a868"}
+    features = report["features"]["systems"]
+    metrics = [("cosine_to_teacher", "cosine to teacher"), ("same_aus_cosine", "same AUs"),
+               ("different_aus_cosine", "different AUs"), ("separation", "separation")]
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    width = 0.27
+    for k, name in enumerate(SYSTEMS):
+        values = [features[name][key] or 0.0 for key, _ in metrics]
+        ax.bar([i + (k - 1) * width for i in range(len(metrics))], values, width,
+               label=report["systems"][name]["label"], color=colors[name])
+    ax.set_xticks(range(len(metrics)), [label for _, label in metrics], fontsize=8)
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_ylabel("mean cosine")
+    ax.set_title(f"CLIP text features ({report['features']['clip_model'].split('/')[-1]})")
+    ax.legend(fontsize=8, loc="upper right", frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, metadata={"Software": None})
+    plt.close(fig)
 
 
 def _plot(out: Path, report: Mapping[str, object], texts: Mapping[str, Sequence[str]]) -> None:

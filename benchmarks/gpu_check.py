@@ -562,7 +562,8 @@ def build_models(opts: GpuCheckOptions) -> Models:
     for kind, shape in (("tiny", {}), ("mid", opts.mid_shape)):
         folder = root / f"{kind}-qwen2"
         cached_inputs(folder, {"kind": kind, "shape": shape, "code": code},
-                      lambda f, shape=shape: {"path": str(tiny_qwen2.build_tiny_qwen2(f, texts, **shape))},
+                      lambda f, shape=shape: {"path": str(tiny_qwen2.build_tiny_qwen2(
+                          f, texts, size=tiny_qwen2.TinyQwen2Size(**shape)))},
                       opts.regenerate)
         models[kind] = folder
     clip = local_vit_b32()

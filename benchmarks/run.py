@@ -4,6 +4,7 @@
     python -m benchmarks.run --only features --videos 10 --frames 120 --max-new-tokens 8
     python -m benchmarks.run --only ray                         # --engine ray vs the local engine (ratio, scaling)
     python -m benchmarks.run --profile                         # also cProfile each stage → bench_out/profiles/
+    python -m benchmarks.run --only demo-agent                 # make demo's training time and eval table
     python -m benchmarks.run --gpu --model DIR [--adapter DIR] [--backends hf,vllm] [--batch-sizes 16,64,256]
 
 Exit status: 0 when every run completed and its outputs are right (a missed speed target is reported in the
@@ -25,8 +26,8 @@ from .common import BenchError, BenchResult, as_jsonable, format_table, machine_
 
 log = logging.getLogger("benchmarks")
 
-BENCHMARKS = ("prepare", "features", "ray")
-DEFAULT_BENCHMARKS = ("prepare", "features")  # ray: on request (--only ray), it starts Ray clusters
+BENCHMARKS = ("prepare", "features", "ray", "demo-agent")
+DEFAULT_BENCHMARKS = ("prepare", "features")  # ray starts clusters, demo-agent trains: ask with --only
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false"}
 CPU_MAX_NEW_TOKENS = 16  # the tiny random model rarely stops early: this bounds the seed loop's run time
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("ray (--only ray): the Ray engine against the local engine, same corpus")
     g.add_argument("--ray-actors", type=positive_int, default=2,
                    help="the largest agent actor pool timed on a running local cluster (default: 2)")
+    g = p.add_argument_group("demo-agent (make demo's training and its evaluation table)")
+    g.add_argument("--demo-quick", action="store_true", help="the demo's CI size instead of its full size")
     g = p.add_argument_group("GPU variant (real-size model; needs CUDA, and vLLM for --backends vllm)")
     g.add_argument("--gpu", action="store_true", help="run the GPU benchmark instead of the CPU ones")
     g.add_argument("--model", type=Path, help="local base model folder (e.g. Qwen2.5-7B-Instruct) or a merged agent")
@@ -155,6 +158,10 @@ def run_benchmarks(args: argparse.Namespace) -> List[BenchResult]:
             out=args.out, videos=args.videos, frames=args.frames, max_new_tokens=args.max_new_tokens,
             batch_size=args.batch_size, actors=args.ray_actors, seed=args.seed, regenerate=args.regenerate,
             tiny_qwen2=args.tiny_qwen2, tiny_clip=args.tiny_clip)))
+    if "demo-agent" in selected:
+        from .bench_demo import DemoBenchOptions, run_demo_bench
+
+        results.append(run_demo_bench(DemoBenchOptions(out=args.out, quick=args.demo_quick)))
     return results
 
 

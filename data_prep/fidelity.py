@@ -43,7 +43,7 @@ from .errors import AUAgentError
 from .facs import AU_NAMES, normalize_code, sort_codes
 
 #: Bump when the lexicon or the matcher changes what is counted (reports record it).
-LEXICON_VERSION = "au-lexicon-1"
+LEXICON_VERSION = "au-lexicon-2"
 
 Claim = Tuple[str, ...]  # alternative AU codes, primary first
 Active = Union[Mapping[str, float], Iterable[str]]
@@ -55,13 +55,16 @@ Active = Union[Mapping[str, float], Iterable[str]]
 #: Face parts.
 NOUNS: Dict[str, str] = {
     "brows": r"(?:eye)?brows?",
-    "inner_brows": r"inner (?:eye)?brows?|inner (?:corners?|ends?|parts?|portions?|sections?|edges?|halves|half|"
-                   r"heads?) of the (?:eye)?brows?|(?:eye)?brows? inner (?:corners?|ends?|parts?)",
-    "outer_brows": r"outer (?:eye)?brows?|outer (?:corners?|ends?|parts?|portions?|sections?|edges?|halves|half|"
-                   r"tails?) of the (?:eye)?brows?|(?:eye)?brows? outer (?:corners?|ends?|parts?)",
+    "inner_brows": r"inner (?:eye)?brows?(?: (?:corners?|ends?|heads?))?|inner (?:corners?|ends?|parts?|portions?|"
+                   r"sections?|edges?|halves|half|heads?) of the (?:eye)?brows?|(?:eye)?brows? inner (?:corners?|ends?|"
+                   r"parts?)",
+    "outer_brows": r"outer (?:eye)?brows?(?: (?:corners?|ends?|tails?))?|outer (?:corners?|ends?|parts?|portions?|"
+                   r"sections?|edges?|halves|half|tails?) of the (?:eye)?brows?|(?:eye)?brows? outer (?:corners?|ends?|"
+                   r"parts?)|(?:eye)?brow tails?|tails? of the (?:eye)?brows?",
     "inner_outer_brows": r"(?:inner and outer|outer and inner) (?:eye)?brows?",
     "forehead": r"forehead",
     "upper_lids": r"upper (?:eye)?lids?",
+    "lower_lids": r"lower (?:eye)?lids?",
     "lids": r"(?:eye)?lids?",
     "eyes": r"eyes?|ocular",
     "cheeks": r"cheeks?|cheekbones?",
@@ -92,8 +95,8 @@ VERBS: Dict[str, str] = {
     "wrinkle": r"wrinkl(?:e|es|ed|ing|er|ers)|crinkl(?:e|es|ed|ing)|scrunch(?:es|ed|ing)?|crumpl(?:e|es|ed|ing)|"
                r"crease[sd]?|creasing",
     "widen": r"widen(?:s|ed|ing)?|wide|wide open|opened wide|open(?:s|ing)? wide|widely opened|opened widely|"
-             r"bulg(?:e|es|ed|ing)",
-    "tighten": r"tighten(?:s|ed|ing|er|ers)?|tight(?:ness)?|tens(?:e|es|ed|ing|ion)",
+             r"bulg(?:e|es|ed|ing)|flar(?:e|es|ed|ing)(?: open| wide)?",
+    "tighten": r"tighten(?:s|ed|ing|er|ers)?|tight(?:ness)?|tens(?:e|es|ed|ing|ion)|taut(?:ness)?",
     "narrow": r"narrow(?:s|ed|ing)?|squint(?:s|ed|ing)?",
     "close": r"clos(?:e|es|ed|ing|ure)|shut(?:s|ting)?",
     "up": rf"{_MOVE} {_UP}|up ?turned|upward (?:pull(?:ing)?|turn(?:ing)?|curl(?:ing)?|tilt(?:ing)?|curve|"
@@ -121,9 +124,12 @@ VERBS: Dict[str, str] = {
 ACTIONS: List[Tuple[str, str, str]] = [
     ("brows", "raise", "AU01+AU02"),
     ("brows", "arch", "AU01+AU02"),
+    ("brows", "up", "AU01+AU02"),
     ("inner_outer_brows", "raise", "AU01+AU02"),
     ("inner_brows", "raise", "AU01"),
+    ("inner_brows", "up", "AU01"),
     ("outer_brows", "raise", "AU02"),
+    ("outer_brows", "up", "AU02"),
     ("outer_brows", "arch", "AU02"),
     ("brows", "lower", "AU04"),
     ("brows", "furrow", "AU04"),
@@ -137,6 +143,8 @@ ACTIONS: List[Tuple[str, str, str]] = [
     ("cheeks", "raise", "AU06"),
     ("cheeks", "bunch", "AU06"),
     ("lids", "tighten", "AU07"),
+    ("lower_lids", "tighten", "AU07"),
+    ("lower_lids", "raise", "AU07"),
     ("lids", "narrow", "AU07"),
     ("eyes", "narrow", "AU07"),
     ("eyes", "tighten", "AU07"),
@@ -155,6 +163,7 @@ ACTIONS: List[Tuple[str, str, str]] = [
     ("chin", "dimple", "AU17"),
     ("lips", "stretch", "AU20"),
     ("lip_corners", "stretch", "AU20"),
+    ("mouth", "stretch", "AU20"),
     ("lips", "tighten", "AU23"),
     ("lips", "press", "AU23"),
     ("lips", "part", "AU25"),

@@ -57,6 +57,32 @@ TEACHER_PHRASES: Dict[str, List[str]] = {
     "AU26": ["a dropped jaw", "an open jaw"],
     "AU45": ["a blink", "closed eyes"],
 }
+#: Freer phrasings, written apart from the evaluation lexicon (``data_prep/fidelity.py``) so that the teacher is
+#: not scored by its own vocabulary: the lexicon has to earn them, and some it does not read (a miss or a wrong AU
+#: that lowers the teacher's measured fidelity, as real LLM text does). ``PARAPHRASE_RATE`` of the AU phrases use
+#: them.
+TEACHER_PARAPHRASES: Dict[str, List[str]] = {
+    "AU01": ["brows lifted at the middle", "a worried upturn of the inner brows", "inner eyebrow corners drawn upward"],
+    "AU02": ["outer brows lifted", "brow tails pulled up", "a raised outer eyebrow line"],
+    "AU04": ["a knitted brow", "a frown line between the brows", "brows pulled down and together"],
+    "AU05": ["a wide-eyed stare", "eyes flared open", "upper eyelids lifted high"],
+    "AU06": ["cheeks pushed up", "smile lines around the eyes", "lifted cheeks"],
+    "AU07": ["eyes narrowed to slits", "tensed lower lids", "a squint"],
+    "AU09": ["a scrunched nose", "nose crinkling", "a crinkled nose bridge"],
+    "AU10": ["an upper lip curled up", "a lifted upper lip", "a sneer"],
+    "AU12": ["a grin", "mouth corners drawn upward", "an upturned mouth"],
+    "AU14": ["a dimple beside the mouth", "mouth corners tucked in", "a one-sided dimple"],
+    "AU15": ["a downturned mouth", "mouth corners sagging", "drooping lip corners"],
+    "AU17": ["a puckered chin", "chin pushed up", "a wrinkled chin boss"],
+    "AU20": ["lips pulled wide", "a horizontal stretch of the mouth", "lips drawn sideways"],
+    "AU23": ["lips pressed thin", "taut lips", "tightly set lips"],
+    "AU25": ["separated lips", "a gap between the lips", "a slightly open mouth"],
+    "AU26": ["a slack jaw", "a jaw hanging open", "a lowered jaw"],
+    "AU45": ["eyes shut briefly", "eyelids closing", "a brief eye closure"],
+}
+#: Share of AU phrases drawn from ``TEACHER_PARAPHRASES`` in new corpora. The bundled samples/ were written
+#: before the paraphrases existed: ``python -m data_prep.synthetic samples/ --paraphrase-rate 0`` rewrites them.
+PARAPHRASE_RATE = 0.3
 _DEGREE = {"slight": ["slight", "subtle", "faint"], "moderate": ["moderate", "noticeable", "clear"],
            "pronounced": ["pronounced", "marked", "distinct"], "strong": ["strong", "intense", "very marked"]}
 _OPENINGS = ["The face shows", "The expression features", "We see", "The person displays", "There is"]
@@ -126,17 +152,25 @@ def _graded(degree: str, phrase: str) -> str:
     return f"{degree} {phrase}"
 
 
-def teacher_description(active: Dict[str, float], rng: random.Random, faithful: bool = False) -> str:
-    """A varied, LLM-like description of the active AUs; unless ``faithful``, sometimes wrong like a teacher."""
+def _phrase(code: str, rng: random.Random, paraphrase_rate: float) -> str:
+    if paraphrase_rate and rng.random() < paraphrase_rate:
+        return rng.choice(TEACHER_PARAPHRASES[code])
+    return rng.choice(TEACHER_PHRASES[code])
+
+
+def teacher_description(active: Dict[str, float], rng: random.Random, faithful: bool = False,
+                        paraphrase_rate: float = 0.0) -> str:
+    """A varied, LLM-like description of the active AUs; unless ``faithful``, sometimes wrong like a teacher.
+    ``paraphrase_rate`` of the AU phrases come from ``TEACHER_PARAPHRASES`` (outside the evaluation lexicon)."""
     codes = [c for c in active if c in TEACHER_PHRASES]
     if not faithful and len(codes) > 1 and rng.random() < 0.08:
         codes.remove(rng.choice(codes))  # leaves one out
     parts = []
     for code in codes:
-        parts.append(_graded(rng.choice(_DEGREE[intensity_word(active[code])]), rng.choice(TEACHER_PHRASES[code])))
+        parts.append(_graded(rng.choice(_DEGREE[intensity_word(active[code])]), _phrase(code, rng, paraphrase_rate)))
     if not faithful and rng.random() < 0.12:
         extra = [c for c in TEACHER_PHRASES if c not in active]
-        parts.append(_graded(rng.choice(_DEGREE["slight"]), rng.choice(TEACHER_PHRASES[rng.choice(extra)])))
+        parts.append(_graded(rng.choice(_DEGREE["slight"]), _phrase(rng.choice(extra), rng, paraphrase_rate)))
     body = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     return f"{rng.choice(_OPENINGS)} {body}{rng.choice(_READINGS)}."
 
@@ -171,7 +205,7 @@ def write_video(openface_dir: Path, video: str, n_frames: int, seed: int) -> Tup
 
 
 def per_frame_json(video: str, values: np.ndarray, valid: np.ndarray, rng: random.Random,
-                   n_described: int) -> Dict[str, object]:
+                   n_described: int, paraphrase_rate: float = 0.0) -> Dict[str, object]:
     """The per-frame MER-Factory variant for one video: AUs for every frame, teacher text for a few."""
     n = len(values)
     entries = []
@@ -183,12 +217,13 @@ def per_frame_json(video: str, values: np.ndarray, valid: np.ndarray, rng: rando
     peak = int(sums.argmax())
     entries[peak]["is_peak_frame"] = True
     candidates = [i for i in range(n) if valid[i] and entries[i]["active_aus"]]
-    chosen = sorted(set([peak] + rng.sample(candidates, min(n_described, len(candidates))))) if candidates else []
+    peaks = [peak] if entries[peak]["active_aus"] else []  # a video may never leave neutral: nothing to describe
+    chosen = sorted(set(peaks + rng.sample(candidates, min(n_described, len(candidates))))) if candidates else []
     fine, summary = {}, {}
     for i in chosen:
         active = {k[:-2]: v for k, v in entries[i]["active_aus"].items()}
-        fine[str(i + 1)] = teacher_description(active, rng)
-        summary[str(i + 1)] = teacher_description(active, rng, faithful=True)
+        fine[str(i + 1)] = teacher_description(active, rng, paraphrase_rate=paraphrase_rate)
+        summary[str(i + 1)] = teacher_description(active, rng, faithful=True, paraphrase_rate=paraphrase_rate)
     return {
         "per_frame_au_descriptions": entries,
         "fine_grained_descriptions": fine,
@@ -199,8 +234,11 @@ def per_frame_json(video: str, values: np.ndarray, valid: np.ndarray, rng: rando
 
 
 def write_corpus(out: os.PathLike, n_videos: int = 12, frames: Sequence[int] = (90, 160), seed: int = 0,
-                 n_described: int = 12, extras: bool = True) -> Dict[str, int]:
+                 n_described: int = 12, extras: bool = True, paraphrase_rate: float = PARAPHRASE_RATE,
+                 first_video: int = 0) -> Dict[str, int]:
     """Write ``openface/``, ``mer_factory/`` (all schemas) and ``legacy_alpaca/`` under ``out``.
+
+    Videos are named ``sample_{first_video:05d}`` onwards. ``paraphrase_rate``: see :data:`PARAPHRASE_RATE`.
 
     ``extras`` adds the upstream-schema files and the dirty records (teacher errors, leaked chat prefixes,
     temporal text, a gate-agent rejection, a legacy Alpaca file with emotion labels) that cleaning must catch.
@@ -209,11 +247,11 @@ def write_corpus(out: os.PathLike, n_videos: int = 12, frames: Sequence[int] = (
     rng = random.Random(seed)
     openface_dir, mer = out / "openface", out / "mer_factory"
     n_records = 0
-    for v in range(n_videos):
+    for v in range(first_video, first_video + n_videos):
         video = f"sample_{v:05d}"
         n = rng.randint(frames[0], frames[1])
         values, valid = write_video(openface_dir, video, n, seed * 100003 + v)
-        data = per_frame_json(video, values, valid, rng, n_described)
+        data = per_frame_json(video, values, valid, rng, n_described, paraphrase_rate)
         if extras and v == 0:
             _dirty(data, valid, rng)
         n_records += len(data["fine_grained_descriptions"])
@@ -300,9 +338,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--videos", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--paraphrase-rate", type=float, default=PARAPHRASE_RATE,
+                        help="share of AU phrases outside the evaluation lexicon (0 for the bundled samples)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    counts = write_corpus(args.out, n_videos=args.videos, seed=args.seed)
+    counts = write_corpus(args.out, n_videos=args.videos, seed=args.seed, paraphrase_rate=args.paraphrase_rate)
     log.info("wrote %s to %s", counts, args.out)
 
 

@@ -20,6 +20,8 @@ from data_prep import atomic, contract
 from data_prep.errors import AUAgentError
 
 CARD_NAME = "agent_card.json"
+#: How a recipe may train the agent: a LoRA adapter (the 7B recipes) or the whole model (the demo's tiny one).
+FINETUNING_TYPES = ("lora", "full")
 CARD_VERSION = 1
 BEST_DIR = "checkpoint-best"
 #: Keys every card has; loading the agent needs contract_version, base_model and adapter_dir.
@@ -53,7 +55,7 @@ def build_agent_card(recipe: Dict[str, Any], recipe_name: str, out_dir: Path, be
     """The card of a finished run. ``best`` describes the checkpoint copied to ``checkpoint-best/`` (its
     ``source`` folder name, ``step`` and ``eval_loss``); ``dataset`` is what training validated and hashed;
     ``state`` is the run's ``trainer_state.json``."""
-    adapter = json.loads((out_dir / BEST_DIR / "adapter_config.json").read_text(encoding="utf-8"))
+    finetuning = recipe.get("finetuning_type", "lora")
     evals = [{"step": h["step"], "eval_loss": h["eval_loss"]} for h in state.get("log_history", []) if "eval_loss" in h]
     return {
         "card_version": CARD_VERSION,
@@ -66,16 +68,8 @@ def build_agent_card(recipe: Dict[str, Any], recipe_name: str, out_dir: Path, be
         "contract": contract.describe(),
         "best_checkpoint": best,
         "dataset": dataset,
-        "lora": {
-            "rank": adapter["r"],
-            "alpha": adapter["lora_alpha"],
-            "dropout": adapter["lora_dropout"],
-            "target": recipe.get("lora_target"),
-            "target_modules": sorted(adapter["target_modules"]),
-            "use_rslora": adapter.get("use_rslora", False),
-            "use_dora": adapter.get("use_dora", False),
-            "quantization_bit": recipe.get("quantization_bit"),
-        },
+        "finetuning_type": finetuning,
+        "lora": _lora_settings(out_dir / BEST_DIR, recipe) if finetuning == "lora" else None,
         "metrics": {
             "global_step": state.get("global_step"),
             "epoch": state.get("epoch"),
@@ -89,6 +83,25 @@ def build_agent_card(recipe: Dict[str, Any], recipe_name: str, out_dir: Path, be
         "recipe": recipe,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _lora_settings(adapter_dir: Path, recipe: Dict[str, Any]) -> Dict[str, Any]:
+    adapter = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    return {
+        "rank": adapter["r"],
+        "alpha": adapter["lora_alpha"],
+        "dropout": adapter["lora_dropout"],
+        "target": recipe.get("lora_target"),
+        "target_modules": sorted(adapter["target_modules"]),
+        "use_rslora": adapter.get("use_rslora", False),
+        "use_dora": adapter.get("use_dora", False),
+        "quantization_bit": recipe.get("quantization_bit"),
+    }
+
+
+def is_full_model(card: Dict[str, Any]) -> bool:
+    """A fully fine-tuned agent: ``adapter_dir`` holds the whole model, which is also its base model."""
+    return card.get("finetuning_type") == "full"
 
 
 def write_agent_card(card: Dict[str, Any], out_dir: Union[str, os.PathLike]) -> Path:
@@ -116,7 +129,8 @@ def find_agent_card(path_or_dir: Union[str, os.PathLike]) -> Path:
 
 
 def load_agent_card(path_or_dir: Union[str, os.PathLike], check_contract: bool = True) -> Dict[str, Any]:
-    """Read and check an agent card; ``adapter_dir`` comes back absolute and ``card_path`` is added.
+    """Read and check an agent card; ``adapter_dir`` comes back absolute and ``card_path`` is added. For a fully
+    fine-tuned agent (``finetuning_type: full``) ``adapter_dir`` is the trained model itself.
 
     Accepts the training output folder, its ``checkpoint-best/`` folder or the ``agent_card.json`` file. With
     ``check_contract`` an agent trained under another prompt contract is refused: it would be prompted with text
@@ -140,6 +154,9 @@ def load_agent_card(path_or_dir: Union[str, os.PathLike], check_contract: bool =
                            f"speaks {contract.CONTRACT_VERSION!r}; retrain it or install the matching au-agent",
                            card_path)
     adapter = (card_path.parent / card["adapter_dir"]).resolve()
-    if not (adapter / "adapter_config.json").is_file():
+    if is_full_model(card):
+        if not (adapter / "config.json").is_file():
+            raise AUAgentError("the card's model folder has no config.json", adapter)
+    elif not (adapter / "adapter_config.json").is_file():
         raise AUAgentError("the card's adapter folder has no adapter_config.json", adapter)
     return {**card, "adapter_dir": str(adapter), "card_path": str(card_path.resolve())}

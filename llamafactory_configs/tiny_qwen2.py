@@ -3,9 +3,10 @@
 It has Qwen's special tokens (``<|endoftext|>``, ``<|im_start|>``, ``<|im_end|>``), Qwen2's pre-tokenizer and a
 Qwen2.5-style chat template, so LLaMA-Factory's ``qwen`` template, transformers, peft and vLLM treat it like
 the real model. Its byte-level BPE is trained on the prompt contract, the AU vocabulary and any texts given
-(e.g. the dataset's descriptions). The weights are random: what it generates is gibberish by design.
+(e.g. the dataset's descriptions), and each AU code (``AU12``) is one token. The weights are random: untrained,
+it generates gibberish; at ``DEMO_SIZE``, fully fine-tuned by ``tiny_cpu_full_sft.yaml``, it learns the task.
 
-    python -m llamafactory_configs.tiny_qwen2 OUT_DIR [--texts dataset/train.json]
+    python -m llamafactory_configs.tiny_qwen2 OUT_DIR [--texts dataset/train.json] [--demo-size]
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import Any, Iterable, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Sequence
 
 from data_prep import contract
 from data_prep.facs import AU_NAMES, AU_PHRASES
@@ -39,8 +41,32 @@ CHAT_TEMPLATE = (
 )
 
 
+@dataclass(frozen=True)
+class TinyQwen2Size:
+    """The shape of the random model. The default is the smallest that exercises every code path (tests); the
+    demo uses :data:`DEMO_SIZE`, large enough to learn the AU-to-words task on CPU in a couple of minutes."""
+
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    initializer_range: float = 0.2  # large enough that the untrained model's greedy text varies with the prompt
+
+
+DEMO_SIZE = TinyQwen2Size(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
+                          num_key_value_heads=2, initializer_range=0.02)
+
+
+def au_code_tokens() -> List[str]:
+    """``AU01`` … ``AU45`` as whole tokens. Qwen2's pre-tokenizer splits digits one by one, so BPE alone cannot
+    learn them; a tokenizer that suits the task sees each AU of the prompt as one token."""
+    return list(AU_NAMES)
+
+
 def _corpus(extra_texts: Iterable[str]) -> List[str]:
-    texts = [contract.SYSTEM_PROMPT, contract.INSTRUCTION, contract.NEUTRAL_DESCRIPTION]
+    texts = [contract.SYSTEM_PROMPT, contract.INSTRUCTION, contract.NEUTRAL_DESCRIPTION, "system", "user",
+             "assistant"]
     texts += [f"{code}: {v / 100:.2f}" for code in AU_NAMES for v in range(0, 500, 7)]
     texts += list(AU_NAMES.values()) + list(AU_PHRASES.values())
     texts += list(extra_texts)
@@ -64,6 +90,7 @@ def build_tokenizer(out_dir: Path, extra_texts: Iterable[str] = (), vocab_size: 
     hf = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                  unk_token=None, bos_token=None)
     hf.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    hf.add_tokens(au_code_tokens())
     hf.chat_template = CHAT_TEMPLATE
     hf.save_pretrained(out_dir)
     tok.model.save(str(out_dir))  # vocab.json + merges.txt: the slow Qwen2Tokenizer (use_fast=False) needs them
@@ -78,27 +105,21 @@ def build_tokenizer(out_dir: Path, extra_texts: Iterable[str] = (), vocab_size: 
     return hf
 
 
-#: The tiny model's shape; ``build_tiny_qwen2(..., **shape)`` overrides any of it (e.g. a mid-size model with
-#: ``hidden_size=1024, num_hidden_layers=8`` for real GPU kernel shapes in ``make gpu-check``).
-TINY_SHAPE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-              "num_key_value_heads": 2,
-              "initializer_range": 0.2}  # large enough that greedy decoding varies with the prompt
-
-
-def build_tiny_qwen2(out_dir: Path, extra_texts: Iterable[str] = (), seed: int = 0, **shape: Any) -> Path:
-    """Write a tokenizer and a random fp32 ``Qwen2ForCausalLM`` (≈0.3 M parameters unless ``shape`` says
-    otherwise: keys of :data:`TINY_SHAPE`) to ``out_dir``."""
+def build_tiny_qwen2(out_dir: Path, extra_texts: Iterable[str] = (), seed: int = 0,
+                     size: TinyQwen2Size = TinyQwen2Size()) -> Path:
+    """Write a tokenizer and a random fp32 ``Qwen2ForCausalLM`` to ``out_dir`` (≈0.3 M parameters at the default
+    size, ≈0.7 M at :data:`DEMO_SIZE`)."""
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
-    unknown = set(shape) - set(TINY_SHAPE)
-    if unknown:
-        raise ValueError(f"unknown shape keys {sorted(unknown)}; choose from {sorted(TINY_SHAPE)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(out_dir, extra_texts)
-    cfg = Qwen2Config(vocab_size=len(tokenizer), max_position_embeddings=1024, tie_word_embeddings=True,
-                      bos_token_id=0, eos_token_id=2, pad_token_id=0, **{**TINY_SHAPE, **shape})
+    cfg = Qwen2Config(vocab_size=len(tokenizer), hidden_size=size.hidden_size,
+                      intermediate_size=size.intermediate_size, num_hidden_layers=size.num_hidden_layers,
+                      num_attention_heads=size.num_attention_heads, num_key_value_heads=size.num_key_value_heads,
+                      max_position_embeddings=1024, tie_word_embeddings=True, bos_token_id=0, eos_token_id=2,
+                      pad_token_id=0, initializer_range=size.initializer_range)
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(cfg)
     model.generation_config = GenerationConfig(eos_token_id=[2, 0], pad_token_id=0, do_sample=False)
@@ -120,9 +141,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--texts", type=Path, nargs="*", default=[], help="Alpaca JSON files to train the BPE on")
+    parser.add_argument("--demo-size", action="store_true", help="the larger model the demo trains")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    build_tiny_qwen2(args.out, dataset_texts(args.texts))
+    build_tiny_qwen2(args.out, dataset_texts(args.texts), size=DEMO_SIZE if args.demo_size else TinyQwen2Size())
 
 
 if __name__ == "__main__":

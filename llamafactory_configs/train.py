@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from data_prep import atomic, contract
 from data_prep.errors import AUAgentError
 
-from .agent_card import BEST_DIR, CARD_NAME, build_agent_card, write_agent_card
+from .agent_card import BEST_DIR, CARD_NAME, FINETUNING_TYPES, build_agent_card, write_agent_card
 
 log = logging.getLogger(__name__)
 
@@ -157,11 +157,13 @@ def find_deepspeed_config(value: str, recipe_path: Path) -> Path:
 
 
 def check_recipe(recipe: Dict[str, Any], path: Path) -> None:
-    """What makes a recipe an AU Agent training recipe: LoRA SFT under the prompt contract."""
+    """What makes a recipe an AU Agent training recipe: SFT under the prompt contract, LoRA (or full fine-tuning,
+    which the demo's small random model needs: LoRA has nothing to adapt there)."""
     kind = (recipe.get("stage"), recipe.get("do_train"), recipe.get("finetuning_type"))
-    if kind != ("sft", True, "lora"):
-        raise AUAgentError(f"not a LoRA SFT training recipe (stage={kind[0]}, do_train={kind[1]}, finetuning_type="
-                           f"{kind[2]}); predict, merge and api recipes run with llamafactory-cli directly", path)
+    if kind[:2] != ("sft", True) or kind[2] not in FINETUNING_TYPES:
+        raise AUAgentError(f"not a LoRA or full SFT training recipe (stage={kind[0]}, do_train={kind[1]}, "
+                           f"finetuning_type={kind[2]}); predict, merge and api recipes run with llamafactory-cli "
+                           "directly", path)
     for key, instead in RENAMED_KEYS.items():
         if key in recipe:
             raise AUAgentError(f"the key {key!r} is not used by LLaMA-Factory 0.9.5; use {instead}", path)

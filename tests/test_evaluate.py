@@ -152,3 +152,57 @@ def test_eval_with_the_tiny_trained_adapter(tiny_adapter, sample_dataset, rules_
     assert len(predictions) == 4 and all(isinstance(p["prediction"], str) for p in predictions)
     for name in FILES:
         assert (out / name).is_file(), name
+
+
+def test_feature_similarity_in_clip_space(sample_dataset, tiny_clip, tmp_path):
+    """``--clip-model``: each system's CLIP text features against the teacher's (the teacher scores 1 against
+    itself) and the features' separation of expressions, in report.json, report.md, the terminal table and a
+    chart; the numbers are the cosines of the features the encoder gives."""
+    import numpy as np
+
+    from affectgpt_patch.clip_encoder import load_clip_text_encoder
+    from affectgpt_patch.evaluate import FEATURE_CHART
+
+    out = tmp_path / "out"
+    assert run_eval(sample_dataset / "val.json", out, tmp_path / "cache", "--backend", "rules",
+                    "--clip-model", tiny_clip) == 0
+    report = load(out / "report.json")
+    features = report["features"]
+    assert features["clip_model"] == str(tiny_clip) and features["dim"] > 0
+    assert set(features["systems"]) == set(SYSTEMS)
+    assert features["systems"]["teacher"]["cosine_to_teacher"] == 1.0
+    records = load(sample_dataset / "val.json")
+    assert features["pair_records"] == len(records)
+    encoder = load_clip_text_encoder(str(tiny_clip), use_cache=False)
+    from affectgpt_patch.agent.rules import rules_description
+
+    rules = encoder.encode([rules_description(r["input"]) for r in records])
+    teacher = encoder.encode([r["output"] for r in records])
+    expected = float((rules * teacher).sum(axis=1).mean())
+    assert features["systems"]["rules"]["cosine_to_teacher"] == pytest.approx(expected, abs=1e-3)
+    actives = [frozenset(contract.parse_input(r["input"])) for r in records]
+    same = [(i, j) for i in range(len(records)) for j in range(len(records)) if i != j and actives[i] == actives[j]]
+    if same:
+        want = float(np.mean([rules[i] @ rules[j] for i, j in same]))
+        assert features["systems"]["rules"]["same_aus_cosine"] == pytest.approx(want, abs=1e-3)
+    f = features["systems"]["rules"]
+    if f["separation"] is not None:
+        assert f["separation"] == pytest.approx(f["same_aus_cosine"] - f["different_aus_cosine"], abs=2e-4)
+    md = (out / "report.md").read_text()
+    assert "## Feature similarity" in md and "| rules baseline |" in md.split("## Feature similarity")[1]
+    assert f"lexicon `{report['lexicon_version']}`" in md
+    assert FEATURE_CHART in report["files"] and (out / FEATURE_CHART).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_without_clip_model_the_report_says_how_to_get_features(rules_eval):
+    report = load(rules_eval[0] / "report.json")
+    assert report["features"] is None
+    assert "pass `--clip-model`" in (rules_eval[0] / "report.md").read_text()
+
+
+def test_a_bad_clip_model_is_one_error_line(sample_dataset, tmp_path, capsys):
+    rc = run_eval(sample_dataset / "val.json", tmp_path / "out", tmp_path / "cache", "--backend", "rules",
+                  "--clip-model", tmp_path / "no_clip.pt")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "no_clip.pt" in err[0], err
+    assert not (tmp_path / "out").exists()

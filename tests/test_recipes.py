@@ -14,7 +14,8 @@ from llamafactory_configs.train import RECIPE_DIR, RENAMED_KEYS, find_deepspeed_
 
 SFT_7B = ["qwen2.5_7b_lora_sft", "qwen2.5_7b_qlora_sft", "qwen2.5_7b_lora_sft_8bit", "qwen2.5_7b_lora_sft_ds_z2",
           "qwen2.5_7b_lora_sft_ds_z3", "qwen2.5_7b_lora_sft_ray"]
-TRAINING = SFT_7B + ["tiny_cpu_lora_sft"]
+TINY = ["tiny_cpu_lora_sft", "tiny_cpu_full_sft"]
+TRAINING = SFT_7B + TINY
 INFERENCE = ["qwen2.5_7b_lora_predict", "qwen2.5_7b_merge", "qwen2.5_7b_api"]
 SEED_SETTINGS = {
     "model_name_or_path": "Qwen/Qwen2.5-7B-Instruct", "stage": "sft", "finetuning_type": "lora", "lora_rank": 64,
@@ -41,7 +42,9 @@ def test_the_7b_recipe_follows_the_seed():
 @pytest.mark.parametrize("name", TRAINING)
 def test_training_recipes_train_on_the_contract(name):
     r = recipe(name)
-    assert (r["stage"], r["do_train"], r["finetuning_type"]) == ("sft", True, "lora")
+    full = name == "tiny_cpu_full_sft"  # the demo's random model: LoRA would have nothing to adapt
+    assert (r["stage"], r["do_train"], r["finetuning_type"]) == ("sft", True, "full" if full else "lora")
+    assert full or r["lora_target"] == "all"
     assert (r["dataset"], r["eval_dataset"]) == (TRAIN_SPLIT, VAL_SPLIT)
     assert r["template"] == contract.TEMPLATE
     assert r["default_system"] == contract.SYSTEM_PROMPT
@@ -144,9 +147,10 @@ def test_transformers_accepts_the_training_arguments(name, tmp_path):
     r = {k: v for k, v in recipe(name).items() if k not in ("deepspeed", "quantization_bit")}
     r.update(bf16=False, output_dir=str(tmp_path))
     _, data_args, finetuning_args, _, training_args = HfArgumentParser(train_argument_classes()).parse_dict(r)
-    assert data_args.template == "qwen" and finetuning_args.finetuning_type == "lora"
+    assert data_args.template == "qwen"
     if r.get("do_train"):
         assert training_args.load_best_model_at_end and training_args.metric_for_best_model == "eval_loss"
+        assert finetuning_args.finetuning_type == r["finetuning_type"]
 
 
 def test_merge_recipe_exports_a_model_that_matches_the_adapter(tiny_adapter, tiny_qwen2, tmp_path,

@@ -226,7 +226,7 @@ def test_problems_are_refused_in_one_line(case, sample_dataset, tiny_qwen2, tmp_
     elif case == "unknown recipe":
         args, expected = ["--recipe", "no_such_recipe"], "no recipe 'no_such_recipe'"
     elif case == "inference recipe":
-        args, expected = ["--recipe", "qwen2.5_7b_merge"], "not a LoRA SFT training recipe"
+        args, expected = ["--recipe", "qwen2.5_7b_merge"], "not a LoRA or full SFT training recipe"
     elif case == "other system prompt":
         extra, expected = ["default_system=You are a helpful assistant."], "default_system differs"
     elif case == "bad override":

@@ -144,14 +144,17 @@ def agent_config(cfg: Any = None, **overrides: Any) -> AgentConfig:
 
 def _apply_agent_dir(config: AgentConfig) -> None:
     """Fill base model and adapter from an agent card, a bare adapter folder or a merged model folder."""
-    from llamafactory_configs.agent_card import CARD_NAME, BEST_DIR, load_agent_card
+    from llamafactory_configs.agent_card import CARD_NAME, BEST_DIR, is_full_model, load_agent_card
 
     path = Path(config.agent_dir)
     if path.is_file() or (path / CARD_NAME).is_file() or (path / BEST_DIR / CARD_NAME).is_file():
         card = load_agent_card(path)
         config.card = card
-        config.base_model = config.base_model or card["base_model"]
-        config.lora_weights = config.lora_weights or card["adapter_dir"]
+        if is_full_model(card):  # the trained weights are the whole model
+            config.base_model = config.base_model or card["adapter_dir"]
+        else:
+            config.base_model = config.base_model or card["base_model"]
+            config.lora_weights = config.lora_weights or card["adapter_dir"]
     elif (path / "adapter_config.json").is_file():
         adapter_cfg = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
         config.lora_weights = config.lora_weights or str(path)
