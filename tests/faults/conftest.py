@@ -15,7 +15,7 @@ PROPERTY = "fault_case"
 KINDS = ("bad-input", "kill", "race")
 OUTCOMES = ("clean-error", "survived", "failed")
 #: The kind of a test that failed before recording one, by the name of its file.
-KIND_OF_FILE = {"test_bad_inputs.py": "bad-input", "test_kills.py": "kill", "test_races.py": "race"}
+KIND_OF_FILE = {"test_bad_inputs.py": "bad-input", "test_races.py": "race"}
 
 
 def fault_counts(reports) -> Dict[str, Counter]:
@@ -29,7 +29,8 @@ def fault_counts(reports) -> Dict[str, Counter]:
             kind, _, outcome = str(value).partition(":")
             counts[kind][outcome] += 1
         if not recorded and report.failed:
-            kind = KIND_OF_FILE.get(report.nodeid.split("::")[0].rsplit("/", 1)[-1])
+            name = report.nodeid.split("::")[0].rsplit("/", 1)[-1]
+            kind = "kill" if name.startswith("test_kill") else KIND_OF_FILE.get(name)
             if kind:
                 counts[kind]["failed"] += 1
     return counts

@@ -11,7 +11,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -102,3 +102,9 @@ class Timer:
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self.start
+
+
+def record_kills(record_property: Callable[[str, object], None], kills: int) -> None:
+    """One ``kill:survived`` per process killed and recovered from, for the fault suite's figures."""
+    for _ in range(kills):
+        record_property("fault_case", "kill:survived")

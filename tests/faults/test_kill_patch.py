@@ -7,7 +7,7 @@ import pytest
 
 import au_agent_cli
 from fixtures.affectgpt import make_checkout
-from kill_helpers import Timer, fault_points, kill_after, kill_at, sample_points, short, tree
+from kill_helpers import Timer, record_kills, fault_points, kill_after, kill_at, sample_points, short, tree
 
 SEED = 11
 
@@ -53,7 +53,7 @@ def test_killed_patch_recovers_by_patch_or_revert(refs, tmp_path, record_propert
             assert patch(root) == 0 and tree(root) == patched, (where, short(tree(root)))
         assert patch(root, "--revert") == 0 and tree(root) == original, (where, short(tree(root)))
     record_property("kill_points", f"patch-affectgpt: {len(chosen)} of {len(points)}")
-    record_property("fault_case", "kill:survived")
+    record_kills(record_property, len(chosen))
 
 
 def test_killed_revert_recovers_by_revert_or_patch(refs, tmp_path, record_property):
@@ -69,7 +69,7 @@ def test_killed_revert_recovers_by_revert_or_patch(refs, tmp_path, record_proper
             assert patch(root) == 0 and tree(root) == patched, (where, short(tree(root)))
         assert patch(root, "--revert") == 0 and tree(root) == original, (where, short(tree(root)))
     record_property("kill_points", f"patch-affectgpt --revert: {len(chosen)} of {len(points)}")
-    record_property("fault_case", "kill:survived")
+    record_kills(record_property, len(chosen))
 
 
 def test_random_time_kills(refs, tmp_path, record_property):
@@ -83,4 +83,4 @@ def test_random_time_kills(refs, tmp_path, record_property):
         kill_after(["patch-affectgpt", root, *(["--revert"] if revert else [])], rng.uniform(0.1, t.seconds))
         assert patch(root) == 0 and tree(root) == patched, i
         assert patch(root, "--revert") == 0 and tree(root) == original, i
-    record_property("fault_case", "kill:survived")
+    record_kills(record_property, 4)

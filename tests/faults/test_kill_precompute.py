@@ -6,7 +6,7 @@ import pytest
 
 import au_agent_cli
 from data_prep.synthetic import write_video
-from kill_helpers import Timer, fault_points, kill_after, kill_at, sample_points, short, tree
+from kill_helpers import Timer, record_kills, fault_points, kill_after, kill_at, sample_points, short, tree
 
 SEED = 5
 
@@ -46,7 +46,7 @@ def test_killed_precompute_reruns_to_identical_bytes(corpus, clean, tiny_clip, t
         assert run(argv(corpus, out, cache, tiny_clip)) == 0
         assert tree(out) == clean, (n, points[n - 1], short(tree(out)))
     record_property("kill_points", f"precompute: {len(chosen)} of {len(points)}")
-    record_property("fault_case", "kill:survived")
+    record_kills(record_property, len(chosen))
 
 
 @pytest.mark.slow
@@ -59,4 +59,4 @@ def test_random_time_kills(corpus, clean, tiny_clip, tmp_path, record_property):
         kill_after(argv(corpus, out, cache, tiny_clip), rng.uniform(0.5 * t.seconds, t.seconds))
         assert run(argv(corpus, out, cache, tiny_clip)) == 0
         assert tree(out) == clean, (i, short(tree(out)))
-    record_property("fault_case", "kill:survived")
+    record_kills(record_property, 2)

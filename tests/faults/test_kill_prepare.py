@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 import au_agent_cli
-from kill_helpers import Timer, fault_points, kill_after, kill_at, short, tree
+from kill_helpers import Timer, record_kills, fault_points, kill_after, kill_at, short, tree
 
 SEED = 3
 
@@ -53,7 +53,7 @@ def test_killed_swap_keeps_old_or_new(samples, datasets, tmp_path, exchange, rec
             assert [p.name for p in out.parent.iterdir()] == ["data"]  # no staging or old folder left
     record_property("kill_points", f"prepare-data ({'exchange' if exchange == '1' else 'two renames'}): "
                                    f"{len(replacing) + len(creating)} of {len(replacing) + len(creating)}")
-    record_property("fault_case", "kill:survived")
+    record_kills(record_property, len(replacing) + len(creating))
 
 
 def test_random_time_kills(samples, datasets, tmp_path, record_property):
@@ -67,4 +67,4 @@ def test_random_time_kills(samples, datasets, tmp_path, record_property):
         assert tree(out) in (old, new)
         assert run(argv(samples, out, 2)) == 0 and tree(out) == new, i
         assert [p.name for p in out.parent.iterdir()] == ["data"]
-    record_property("fault_case", "kill:survived")
+    record_kills(record_property, 3)
