@@ -74,16 +74,22 @@ class PrecomputeOptions:
     progress: bool = True
 
 
-def precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, Any]:
-    """Run the corpus; return the summary (done / skipped / failed by reason)."""
+def corpus_names(opts: PrecomputeOptions) -> Tuple[List[str], List[str]]:
+    """All videos of ``--openface-dir`` (one per ``{name}.csv``) and those of this shard; both engines list so."""
     src = Path(opts.openface_dir)
     if not src.is_dir():
         raise AUAgentError("OpenFace folder not found", src)
     names = sorted(p.stem for p in src.glob("*.csv"))
     if not names:
         raise AUAgentError("no OpenFace *.csv files", src)
+    return names, [n for n in names if in_shard(n, opts.shard)]
+
+
+def precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, Any]:
+    """Run the corpus; return the summary (done / skipped / failed by reason)."""
+    names, mine = corpus_names(opts)
+    src = Path(opts.openface_dir)
     out = prepare_out(opts)
-    mine = [n for n in names if in_shard(n, opts.shard)]
     todo, done_meta = split_done(mine, opts, agent.fingerprint, encoder.fingerprint)
     skipped = len(done_meta)
     log.info("%d videos in %s, %d in shard %d/%d: %d to do, %d already done", len(names), src, len(mine),

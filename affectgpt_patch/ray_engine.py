@@ -35,7 +35,7 @@ from data_prep.errors import AUAgentError
 
 from .agent.config import AgentConfig, fingerprint
 from .features import FeatureSettings, FramePlan, plan_video
-from .precompute import (PrecomputeOptions, in_shard, prepare_out, split_done, write_failures, write_manifest,
+from .precompute import (PrecomputeOptions, corpus_names, prepare_out, split_done, write_failures, write_manifest,
                          write_plans)
 
 log = logging.getLogger(__name__)
@@ -379,14 +379,9 @@ def check_clip(name: str) -> str:
 def precompute_on_ray(opts: PrecomputeOptions, config: AgentConfig, clip: ClipSpec,
                       ray_opts: RayOptions) -> Dict[str, Any]:
     """``precompute`` as one Ray job: the same files, summary, manifest and failures as the local engine."""
+    names, mine = corpus_names(opts)
     src = Path(opts.openface_dir)
-    if not src.is_dir():
-        raise AUAgentError("OpenFace folder not found", src)
-    names = sorted(p.stem for p in src.glob("*.csv"))
-    if not names:
-        raise AUAgentError("no OpenFace *.csv files", src)
     agent_fp, clip_fp = fingerprint(config), check_clip(clip.name)
-    mine = [n for n in names if in_shard(n, opts.shard)]
     todo, done_meta = split_done(mine, opts, agent_fp, clip_fp)
     log.info("%d videos in %s, %d in shard %d/%d: %d to do, %d already done", len(names), src, len(mine),
              *opts.shard, len(todo), len(done_meta))
