@@ -33,8 +33,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .common import (BenchError, BenchResult, Stopwatch, Target, cached_inputs, fresh_dir, loadavg, profiled,
-                     source_digest)
+from .common import (BenchError, BenchResult, CorpusBenchOptions, Stopwatch, Target, cached_inputs, fresh_dir,
+                     loadavg, profiled, source_digest)
 
 log = logging.getLogger(__name__)
 
@@ -46,21 +46,12 @@ FP16_ATOL = 1e-3
 
 
 @dataclass
-class FeaturesBenchOptions:
-    out: Path
-    videos: int = 40
-    frames: int = 300
-    max_new_tokens: int = 16
-    batch_size: int = 64
+class FeaturesBenchOptions(CorpusBenchOptions):
     threads: Optional[int] = 1  # torch intra-op threads; None leaves torch's default
-    seed: int = 0
     warm_repeats: int = 5
     cli_warm: bool = True  # also time a warm `au-agent precompute` process
     profile: bool = False
     profile_videos: int = 4
-    regenerate: bool = False
-    tiny_qwen2: Optional[Path] = None  # an existing tiny model folder to use instead of building one
-    tiny_clip: Optional[Path] = None  # an existing tiny CLIP file to use instead of building one
     progress: bool = True
 
 

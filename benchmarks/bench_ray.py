@@ -28,9 +28,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
-from .common import BenchError, BenchResult, Stopwatch, Target, fresh_dir, loadavg
+from .common import BenchError, BenchResult, CorpusBenchOptions, Stopwatch, Target, fresh_dir, loadavg
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +38,8 @@ TARGET_RATIO = 1.5
 
 
 @dataclass
-class RayBenchOptions:
-    out: Path
-    videos: int = 40
-    frames: int = 300
-    max_new_tokens: int = 16
-    batch_size: int = 64
+class RayBenchOptions(CorpusBenchOptions):
     actors: int = 2  # the largest pool timed on the running cluster
-    seed: int = 0
-    regenerate: bool = False
-    tiny_qwen2: Optional[Path] = None
-    tiny_clip: Optional[Path] = None
 
 
 def _outputs(folder: Path) -> Dict[str, bytes]:

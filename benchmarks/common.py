@@ -31,6 +31,22 @@ class BenchError(RuntimeError):
     """A benchmark could not run or its results are wrong (not merely slow)."""
 
 
+@dataclass
+class CorpusBenchOptions:
+    """The synthetic corpus and tiny models a benchmark runs on (shared by the features and Ray benchmarks, so
+    both time the same work)."""
+
+    out: Path
+    videos: int = 40
+    frames: int = 300
+    max_new_tokens: int = 16
+    batch_size: int = 64
+    seed: int = 0
+    regenerate: bool = False
+    tiny_qwen2: Optional[Path] = None  # an existing tiny model folder to use instead of building one
+    tiny_clip: Optional[Path] = None  # an existing tiny CLIP file to use instead of building one
+
+
 @dataclass(frozen=True)
 class Target:
     """``value op threshold``, e.g. ``Target("<=", 10)`` for "at most 10 s"."""
