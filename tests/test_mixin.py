@@ -62,6 +62,12 @@ def patched(tmp_path, variant="upstream", layout="nested", **options):
     return root, cfg
 
 
+def apply(section, settings):
+    """Set the shared AU settings on a config section (a dataset's or ``inference``)."""
+    for key, value in settings.items():
+        section[key] = value
+
+
 def reference_features(name, samples, env):
     """What `au-agent precompute` computes for the video, straight from the features API."""
     agent = create_au_agent(backend="rules", cache_dir=env["au_agent_cache_dir"])
@@ -118,8 +124,7 @@ def test_au_branch_maps_features_to_llm_tokens(fusion):
 def test_patched_training_path(tmp_path, samples, env, tiny_llm, data_dir, layout):
     root, cfg = patched(tmp_path, layout=layout, openface_dir=str(samples / "openface"))
     ds_cfg = cfg.datasets.mercaptionplus
-    for key, value in env.items():
-        ds_cfg[key] = value
+    apply(ds_cfg, env)
     with imported(root, tiny_llm, data_dir) as ag:
         # the builder runs BaseDataset.__init__, whose debug __getitem__ + collater already need every AU setting
         dataset = ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()["train"]
@@ -158,8 +163,7 @@ def test_patched_training_path(tmp_path, samples, env, tiny_llm, data_dir, layou
 def test_config_errors_fail_loudly_at_build(tmp_path, samples, env, tiny_llm, data_dir):
     root, cfg = patched(tmp_path, openface_dir=str(tmp_path / "no_such_dir"))
     ds_cfg = cfg.datasets.mercaptionplus
-    for key, value in env.items():
-        ds_cfg[key] = value
+    apply(ds_cfg, env)
     with imported(root, tiny_llm, data_dir) as ag:
         builder = ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model)
         with pytest.raises(AUAgentError, match="openface_output_dir: folder not found"):
@@ -178,8 +182,7 @@ def test_precomputed_features_made_another_way_fail_the_build(tmp_path, samples,
                                                                           FeatureSettings(frames=4)))
     root, cfg = patched(tmp_path, precomputed_dir=str(tmp_path / "features"))
     ds_cfg = cfg.datasets.mercaptionplus
-    for key, value in env.items():
-        ds_cfg[key] = value
+    apply(ds_cfg, env)
     with imported(root, tiny_llm, data_dir) as ag:
         with pytest.raises(AUAgentError, match=r"features: precomputed AU features do not match the config: "
                                                r"T 4 \(config: 8\) in 3 of 3 files"):
@@ -223,8 +226,7 @@ def _paths(data_dir, name):
 
 def test_inference_path_with_chat(tmp_path, samples, env, tiny_llm, data_dir):
     root, cfg = patched(tmp_path, openface_dir=str(samples / "openface"))
-    for key, value in env.items():
-        cfg.inference[key] = value
+    apply(cfg.inference, env)
     with imported(root, tiny_llm, data_dir) as ag:
         dataset = _inference_dataset(ag, cfg)
         assert not hasattr(dataset, "tokenizer")  # __init__ returned early: nothing but class-level defaults
@@ -257,8 +259,7 @@ def test_precomputed_features_never_load_the_agent(tmp_path, samples, env, tiny_
     written = compute_video_features(track, agent, encoder, FeatureSettings(frames=8))
     save_video_features(tmp_path / "features", written)
     root, cfg = patched(tmp_path, openface_dir=str(samples / "openface"), precomputed_dir=str(tmp_path / "features"))
-    for key, value in env.items():
-        cfg.inference[key] = value
+    apply(cfg.inference, env)
     with imported(root, tiny_llm, data_dir) as ag:
         dataset = _inference_dataset(ag, cfg)
         vf = dataset._extract_au_features_realtime("sample_00005")
@@ -271,8 +272,7 @@ def test_precomputed_features_never_load_the_agent(tmp_path, samples, env, tiny_
 def test_mer_factory_descriptions(tmp_path, samples, env, tiny_llm, data_dir):
     root, cfg = patched(tmp_path, mer_factory_output=str(samples / "mer_factory"))
     assert cfg.datasets.mercaptionplus.use_au_agent is False
-    for key, value in env.items():
-        cfg.inference[key] = value
+    apply(cfg.inference, env)
     with imported(root, tiny_llm, data_dir) as ag:
         dataset = _inference_dataset(ag, cfg)
         feature, mask = dataset.au_feature("sample_00002")
@@ -288,8 +288,7 @@ def test_mer_factory_descriptions(tmp_path, samples, env, tiny_llm, data_dir):
 
 def test_missing_source_gives_a_masked_zero_and_one_warning(tmp_path, samples, env, tiny_llm, data_dir, caplog):
     root, cfg = patched(tmp_path, openface_dir=str(samples / "openface"))
-    for key, value in env.items():
-        cfg.inference[key] = value
+    apply(cfg.inference, env)
     with imported(root, tiny_llm, data_dir) as ag, caplog.at_level(logging.WARNING, logger="affectgpt_patch.features"):
         dataset = _inference_dataset(ag, cfg)
         for name in ("no_such_video", "another_missing_one"):
@@ -309,8 +308,7 @@ def test_a_missing_sample_is_not_replaced_during_training(tmp_path, samples, env
         (openface / f"{name}.csv").write_bytes((samples / "openface" / f"{name}.csv").read_bytes())
     root, cfg = patched(tmp_path, openface_dir=str(openface))
     ds_cfg = cfg.datasets.mercaptionplus
-    for key, value in env.items():
-        ds_cfg[key] = value
+    apply(ds_cfg, env)
     with imported(root, tiny_llm, data_dir) as ag:
         with pytest.raises(AUAgentError, match=r"openface: 1 of 3 samples \(33.3%\) have no AU source "
                                                r"\(au_max_missing: 0.05\), e.g. sample_00000"):
@@ -330,8 +328,7 @@ def test_fork_uses_the_agent_path(tmp_path, samples, env, tiny_llm, data_dir):
     root, cfg = patched(tmp_path, variant="au_fork", layout="flat", openface_dir=str(samples / "openface"))
     ds_cfg = cfg.datasets.mercaptionplus
     ds_cfg.use_preextracted_features = False
-    for key, value in env.items():
-        ds_cfg[key] = value
+    apply(ds_cfg, env)
     with imported(root, tiny_llm, data_dir) as ag:
         dataset = ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()["train"]
         assert isinstance(dataset, mixin.AUSourceMixin) and not isinstance(dataset, mixin.AUDatasetMixin)
@@ -354,8 +351,7 @@ def test_fork_refuses_what_its_own_model_would_break_on(tmp_path, samples, env, 
     root, cfg = patched(tmp_path, variant="au_fork", layout="flat", openface_dir=str(samples / "openface"))
     ds_cfg = cfg.datasets.mercaptionplus
     ds_cfg.use_preextracted_features = False
-    for key, value in env.items():
-        ds_cfg[key] = value
+    apply(ds_cfg, env)
     with imported(root, tiny_llm, data_dir) as ag:
         builder = ag.registry.get_builder_class("mercaptionplus")
         wide = OmegaConf.merge(ds_cfg, {"au_clip_model": str(wide_clip)})
@@ -381,8 +377,7 @@ def wide_clip(tmp_path_factory):
 def test_768_d_clip_features_train(tmp_path, samples, env, tiny_llm, data_dir, wide_clip):
     root, cfg = patched(tmp_path, openface_dir=str(samples / "openface"))
     ds_cfg = cfg.datasets.mercaptionplus
-    for key, value in env.items():
-        ds_cfg[key] = value
+    apply(ds_cfg, env)
     ds_cfg.au_clip_model = str(wide_clip)
     assert cfg.model.au_feature_dim == 512  # the generated config's default: ViT-B/32
     with imported(root, tiny_llm, data_dir) as ag:
