@@ -61,6 +61,14 @@ def clip_text_width(name_or_path: str) -> int:
     return load_clip_text_encoder(name_or_path).dim
 
 
+def check_clip_name(name_or_path: str) -> None:
+    """Refuse, naming it, what is neither a released CLIP model nor a file (before anything is loaded)."""
+    import clip
+
+    if name_or_path not in clip.available_models() and not Path(name_or_path).is_file():
+        raise AUAgentError(f"not a CLIP model name ({', '.join(clip.available_models())}) nor a file", name_or_path)
+
+
 class ClipTextEncoder:
     def __init__(self, name_or_path: str = DEFAULT_CLIP, device: Optional[str] = None,
                  cache_dir: Optional[os.PathLike] = None, use_cache: bool = True) -> None:
@@ -68,8 +76,7 @@ class ClipTextEncoder:
         import torch
 
         self.name = str(name_or_path)
-        if self.name not in clip.available_models() and not Path(self.name).is_file():
-            raise AUAgentError(f"not a CLIP model name ({', '.join(clip.available_models())}) nor a file", self.name)
+        check_clip_name(self.name)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             self.model, _ = clip.load(self.name, device=self.device, jit=False)

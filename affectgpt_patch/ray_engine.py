@@ -367,12 +367,9 @@ class _Writer:
 
 def check_clip(name: str) -> str:
     """The fingerprint of a CLIP model name or file, checked on the driver before any actor starts."""
-    import clip
+    from .clip_encoder import check_clip_name, clip_fingerprint
 
-    from .clip_encoder import clip_fingerprint
-
-    if name not in clip.available_models() and not Path(name).is_file():
-        raise AUAgentError(f"not a CLIP model name ({', '.join(clip.available_models())}) nor a file", name)
+    check_clip_name(name)
     return clip_fingerprint(name)
 
 
