@@ -1,5 +1,5 @@
 """``au-agent``: one command over the three stages. Each subcommand parses arguments and calls one library
-function; user errors (:class:`data_prep.AUAgentError`) become one line on stderr and exit status 1.
+function; user errors (:class:`au_core.errors.AUAgentError`) become one line on stderr and exit status 1.
 
     au-agent prepare-data     stage 1  MER-Factory outputs → LLaMA-Factory dataset      (data_prep.build)
     au-agent train            stage 2  render a recipe, run llamafactory-cli, agent card (llamafactory_configs.train)
@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
+from au_core.errors import AUAgentError
 from data_prep import argtypes
-from data_prep.errors import AUAgentError
 
 log = logging.getLogger("au_agent")
 
@@ -92,7 +92,7 @@ def _prepare_data(p: argparse.ArgumentParser) -> Handler:
 
 
 def add_min_confidence_argument(p: argparse.ArgumentParser) -> None:
-    from data_prep.openface import DEFAULT_MIN_CONFIDENCE
+    from au_core.openface import DEFAULT_MIN_CONFIDENCE
 
     p.add_argument("--min-confidence", type=argtypes.float_range(0.0, 1.0), default=DEFAULT_MIN_CONFIDENCE,
                    help="OpenFace confidence below which a frame is invalid (0 to 1; default %(default)s)")
@@ -306,7 +306,7 @@ def _test_agent(p: argparse.ArgumentParser) -> Handler:
     add_agent_arguments(p)
 
     def run(a: argparse.Namespace) -> int:
-        from llamafactory_configs.facs_cases import BUILTIN_CASES, format_report, load_cases
+        from affectgpt_patch.facs_cases import BUILTIN_CASES, format_report, load_cases
 
         cases = ([] if a.no_builtin else list(BUILTIN_CASES)) + (load_cases(a.cases) if a.cases else [])
         if not cases:

@@ -15,7 +15,6 @@ little: on CPU the tiny test CLIP encodes 256 texts in 16-row micro-batches fast
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -25,7 +24,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from data_prep.errors import AUAgentError
+from au_core import atomic
+from au_core.errors import AUAgentError
 
 from .cache import SQLiteCache, default_cache_dir
 
@@ -47,11 +47,7 @@ def clip_fingerprint(name_or_path: str) -> str:
     if name_or_path in clip.available_models():
         match = re.search(r"/([0-9a-f]{64})/", clip.clip._MODELS[name_or_path])
         return match.group(1)[:24] if match else name_or_path
-    h = hashlib.sha256()
-    with open(name_or_path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:24]
+    return atomic.file_digest(name_or_path)[:24]
 
 
 def clip_text_width(name_or_path: str) -> int:

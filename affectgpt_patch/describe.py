@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from data_prep import atomic
-from data_prep.errors import AUAgentError
-from data_prep.openface import DEFAULT_MIN_CONFIDENCE, OpenFaceTrack, read_openface_csv
+from au_core import atomic
+from au_core.errors import AUAgentError
+from au_core.openface import DEFAULT_MIN_CONFIDENCE, OpenFaceTrack, read_openface_csv
 
 from .agent import AUAgent
 

@@ -7,7 +7,7 @@ through :meth:`AUAgent.describe_inputs` (batched, deduplicated, cached). Three s
 side: the **agent**, the **teacher** (the reference descriptions themselves) and the **rules** baseline:
 
 * BLEU (sacrebleu, corpus) and ROUGE-L (rouge-score, mean F-measure) against the reference descriptions;
-* AU fidelity (:mod:`data_prep.fidelity`): the AUs a text mentions vs the AUs active in its input — precision,
+* AU fidelity (:mod:`au_core.fidelity`): the AUs a text mentions vs the AUs active in its input — precision,
   recall, F1, hallucination rate (mentioned but not active / mentioned), per AU;
 * feature similarity (with ``--clip-model``, the CLIP text encoder the AU features use): what AffectGPT sees is
   not words but CLIP text features, so each system's descriptions are encoded and compared with the teacher's
@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from data_prep import atomic, contract, fidelity
-from data_prep.errors import AUAgentError
-from data_prep.facs import AU_NAMES
+from au_core import atomic, contract, fidelity
+from au_core.errors import AUAgentError
+from au_core.facs import AU_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -357,7 +357,7 @@ def report_markdown(report: Mapping[str, object], records: Sequence[EvalRecord],
         "",
         "BLEU (sacrebleu, corpus, 0–100) and ROUGE-L (rouge-score, mean F-measure, 0–1) compare each text with the "
         "reference description. **AU fidelity** compares the AUs a text mentions (a lexicon of FACS names and "
-        "everyday phrasings, negations excluded; `data_prep/fidelity.py`) with the AUs active in its input "
+        "everyday phrasings, negations excluded; `au_core/fidelity.py`) with the AUs active in its input "
         f"(intensity > {contract.ACTIVE_THRESHOLD}), micro-averaged: precision = mentioned and active / mentioned, "
         "recall = mentioned and active / active, hallucination rate = mentioned but not active / mentioned. "
         "The teacher row scores the reference texts themselves; the rules baseline mentions exactly the active AUs "

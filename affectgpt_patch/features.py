@@ -26,9 +26,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from data_prep import atomic, contract
-from data_prep.errors import AUAgentError
-from data_prep.openface import DEFAULT_MIN_CONFIDENCE, OpenFaceTrack, read_openface_csv
+from au_core import atomic, contract
+from au_core.errors import AUAgentError
+from au_core.openface import DEFAULT_MIN_CONFIDENCE, OpenFaceTrack, read_openface_csv
 
 from .clip_encoder import DEFAULT_CLIP
 from .frames import select_frames
@@ -556,9 +556,8 @@ class FeatureSource:
     def from_json(self, name: str) -> Optional[VideoFeatures]:
         """MER-Factory's per-frame descriptions (``au_json_text_key`` only) → CLIP, with the same frame
         selection and T as the agent path."""
-        from data_prep.clean import clean_text
-        from data_prep.sources import per_frame
-        from data_prep.sources.record import load_json
+        from au_core import mer_factory
+        from au_core.record import load_json
 
         path = self.json_path(name)
         if path is None:
@@ -569,8 +568,8 @@ class FeatureSource:
         try:
             data = load_json(path)
             frames, texts = [], []
-            for rec in per_frame.read(path, data, name, key):
-                text = clean_text(rec.description)[0] if isinstance(rec.description, str) else ""
+            for rec in mer_factory.read(path, data, name, key):
+                text = mer_factory.clean_text(rec.description)[0] if isinstance(rec.description, str) else ""
                 if text and not text.startswith("Error"):
                     frames.append(rec.frame)
                     texts.append(text)

@@ -23,7 +23,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from data_prep.errors import AUAgentError
+from au_core.errors import AUAgentError
 
 SAMPLING_MODES = ("uniform", "peaks", "all")
 PEAK_HEIGHT = 0.8  # MER-Factory's default --threshold

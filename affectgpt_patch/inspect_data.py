@@ -19,9 +19,9 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from data_prep import contract, fidelity
-from data_prep.errors import AUAgentError
-from data_prep.facs import INTENSITY_AUS
+from au_core import contract, fidelity
+from au_core.errors import AUAgentError
+from au_core.facs import INTENSITY_AUS
 
 from .features import FeatureSettings
 from .frames import select_frames
@@ -295,7 +295,7 @@ def heatmap_from_inputs(frames: Sequence[int], inputs: Sequence[Optional[str]], 
 def heatmap_from_csv(csv: Path, min_confidence: float, chosen: Sequence[Optional[int]],
                      max_columns: int = MAX_COLUMNS) -> Heatmap:
     """The full AU × frame heatmap of one OpenFace CSV."""
-    from data_prep.openface import read_openface_csv
+    from au_core.openface import read_openface_csv
 
     track = read_openface_csv(csv, min_confidence)
     values = np.full((len(track), len(INTENSITY_AUS)), np.nan)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from data_prep.errors import AUAgentError
+from au_core.errors import AUAgentError
 
 SORT_ORDERS = ("failures", "name", "activity")
 

@@ -19,8 +19,8 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from data_prep import atomic, contract, fidelity
-from data_prep.facs import AU_NAMES
+from au_core import atomic, contract, fidelity
+from au_core.facs import AU_NAMES
 
 from .inspect_data import Corpus, EvalView, FrameRow, Heatmap, VideoView, load_corpus
 from .inspect_options import InspectOptions
@@ -289,7 +289,7 @@ def summary_html(c: Corpus) -> str:
     out.append(table(["system", "checked", "AU precision", "AU recall", "AU F1", "hallucination rate",
                       "omission rate"], fid_rows, "num"))
     out.append(f"<p class='muted'>AU fidelity: the AUs a description mentions ({esc(fidelity.LEXICON_VERSION)}, "
-               "data_prep/fidelity.py) against the AUs active in its input; neutral and masked frames are not "
+               "au_core/fidelity.py) against the AUs active in its input; neutral and masked frames are not "
                "checked.</p><div class='hists'>")
     for system, s in c.fidelity.items():
         out.append(histogram(list(s["record_f1_histogram"].items()), f"{system}: AU F1 per description"))

@@ -46,7 +46,7 @@ import os
 from dataclasses import fields
 from typing import Any, Dict, List, Optional
 
-from data_prep.errors import AUAgentError
+from au_core.errors import AUAgentError
 
 from .features import FeatureSource, SourceSettings
 

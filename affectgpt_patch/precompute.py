@@ -31,9 +31,9 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from data_prep import atomic
-from data_prep.errors import AUAgentError
-from data_prep.openface import read_openface_csv
+from au_core import atomic
+from au_core.errors import AUAgentError
+from au_core.openface import read_openface_csv
 
 from .features import (FeatureSettings, FramePlan, assemble, describe_plan, meta_mismatches, plan_video,
                        precomputed_meta, save_video_features)
@@ -251,7 +251,7 @@ def write_failures(out: os.PathLike, failed: Mapping[str, str], names: Optional[
 
 
 def prepare_out(opts: PrecomputeOptions) -> Path:
-    """Claim the output folder (see :func:`data_prep.atomic.claim_output_dir`) and remove what killed runs left."""
+    """Claim the output folder (see :func:`au_core.atomic.claim_output_dir`) and remove what killed runs left."""
     out = atomic.claim_output_dir(opts.out, COMMAND, legacy=(MANIFEST,))
     atomic.remove_stale_temps(out / FAILURE_DIR)
     return out

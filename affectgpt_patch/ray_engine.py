@@ -30,8 +30,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from data_prep import contract
-from data_prep.errors import AUAgentError
+from au_core import contract
+from au_core.errors import AUAgentError
 
 from .agent.config import AgentConfig, fingerprint
 from .features import FeatureSettings, FramePlan, plan_video
@@ -203,8 +203,8 @@ def _tokenizer(model: str) -> Any:
 def _describe_with_vllm(ds: Any, config: AgentConfig, opts: RayOptions) -> Any:
     """The vLLM engine processor of ``ray.data.llm`` over rows ``{"input"}`` → rows ``{"input", "description"}``."""
     try:
-        from ray.data.llm import build_processor, vLLMEngineProcessorConfig
         import vllm  # noqa: F401 - the engine stage needs it on the GPU nodes; fail here, not in an actor
+        from ray.data.llm import build_processor, vLLMEngineProcessorConfig
     except ImportError:
         raise AUAgentError("--engine ray --backend vllm needs ray[data,llm] and vLLM on the GPU nodes: "
                            "pip install 'ray[data,llm]' 'au-agent[vllm]'") from None
@@ -324,7 +324,7 @@ def _plan_from_json(text: str) -> FramePlan:
 
 def _plan_batch(batch: Dict[str, np.ndarray], openface_dir: str, settings: Dict[str, Any]) -> Dict[str, np.ndarray]:
     """Read and plan each video of the batch, exactly as the local engine does; a bad CSV becomes its reason."""
-    from data_prep.openface import read_openface_csv
+    from au_core.openface import read_openface_csv
 
     fs = FeatureSettings(**settings)
     plans, errors = [], []

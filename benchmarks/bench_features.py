@@ -33,8 +33,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .common import (BenchError, BenchResult, CorpusBenchOptions, Stopwatch, Target, cached_inputs, fresh_dir,
-                     loadavg, profiled, source_digest)
+from .common import (BenchError, BenchResult, CorpusBenchOptions, Stopwatch, Target, cached_inputs, fresh_dir, loadavg,
+                     profiled, source_digest)
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,7 @@ class TinyModels:
 
 def build_models(opts: FeaturesBenchOptions) -> TinyModels:
     """The tiny Qwen2 and tiny CLIP (built once into bench_out/models, rebuilt when their code changes)."""
-    from affectgpt_patch import tiny_clip
-    from llamafactory_configs import tiny_qwen2
+    from au_standins import tiny_clip, tiny_qwen2
 
     models = opts.out / "models"
     qwen = opts.tiny_qwen2
@@ -82,7 +81,7 @@ def build_models(opts: FeaturesBenchOptions) -> TinyModels:
 
 def build_corpus(out: Path, videos: int, frames: int, seed: int, regenerate: bool = False) -> Path:
     """``videos`` synthetic OpenFace CSVs of ``frames`` rows each (cached); returns their folder."""
-    from data_prep import synthetic
+    from au_standins import synthetic
 
     folder = out / "corpus" / f"features-{videos}x{frames}-seed{seed}"
 

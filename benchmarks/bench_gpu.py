@@ -51,7 +51,7 @@ class GpuBenchOptions:
 def validate(opts: GpuBenchOptions) -> None:
     """Argument problems, found before anything heavy is imported (unit-checked on CPU)."""
     from affectgpt_patch.agent.config import check_adapter_dir
-    from data_prep.errors import AUAgentError
+    from au_core.errors import AUAgentError
 
     if not opts.model.is_dir() or not (opts.model / "config.json").is_file():
         raise BenchError(f"--model {opts.model}: not a local model folder with config.json (nothing is downloaded)")
@@ -99,8 +99,8 @@ def check_environment(backends: Sequence[str]) -> Dict[str, Any]:
 
 def corpus_inputs(opts: GpuBenchOptions) -> List[str]:
     """The distinct non-neutral contract inputs of the synthetic corpus, in a stable order."""
-    from data_prep import contract
-    from data_prep.openface import read_openface_csv
+    from au_core import contract
+    from au_core.openface import read_openface_csv
 
     from .bench_features import build_corpus
 

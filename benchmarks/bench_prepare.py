@@ -43,7 +43,7 @@ class PrepareBenchOptions:
 
 def build_corpus(opts: PrepareBenchOptions) -> Tuple[Path, Dict[str, Any]]:
     """The synthetic MER-Factory output (cached); returns its folder and write_corpus's counts."""
-    from data_prep.synthetic import write_corpus
+    from au_standins.synthetic import write_corpus
 
     n_videos = max(1, math.ceil(opts.records / RECORDS_PER_VIDEO))
     folder = opts.out / "corpus" / f"prepare-{opts.records}-seed{opts.seed}"

@@ -502,7 +502,7 @@ def render_table(rows: Sequence[Row]) -> str:
 def write_report(path: Path, rows: Sequence[Row], environment: Dict[str, Any], settings: Any,
                  seconds: float) -> Dict[str, Any]:
     """``report.json``, replaced atomically: ``ok`` is false when any row failed."""
-    from data_prep import atomic
+    from au_core import atomic
 
     doc = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(seconds, 1),
            "ok": not any(r.status == FAIL for r in rows),
@@ -541,10 +541,9 @@ class Models:
 def build_models(opts: GpuCheckOptions) -> Models:
     """The sample dataset, the tiny Qwen2 (its BPE trained on the dataset), a mid-size Qwen2 with the same
     tokenizer and the tiny CLIP (the released ViT-B/32 when it is in the local CLIP cache); cached in OUT."""
-    from affectgpt_patch import tiny_clip
     from affectgpt_patch.clip_encoder import local_vit_b32
+    from au_standins import tiny_clip, tiny_qwen2
     from data_prep.build import PrepareOptions, prepare_dataset
-    from llamafactory_configs import tiny_qwen2
 
     root = opts.out / "models"
     samples = Path(__file__).resolve().parents[1] / "samples"
@@ -576,7 +575,8 @@ def build_models(opts: GpuCheckOptions) -> Models:
 
 def corpus_inputs(opts: GpuCheckOptions, model: Path) -> List[str]:
     """The distinct non-neutral inputs of the synthetic corpus (``make bench --gpu``'s), in a stable order."""
-    from .bench_gpu import GpuBenchOptions, corpus_inputs as bench_inputs
+    from .bench_gpu import GpuBenchOptions
+    from .bench_gpu import corpus_inputs as bench_inputs
 
     return bench_inputs(GpuBenchOptions(out=opts.out, model=model, videos=opts.videos, frames=opts.frames,
                                         descriptions=None, seed=opts.seed, regenerate=opts.regenerate))

@@ -1,9 +1,6 @@
 """Stage 1 — raw inputs → instruction dataset.
 
-OpenFace CSVs and MER-Factory outputs are read (:mod:`.openface`, :mod:`.sources`), cleaned (:mod:`.clean`),
-and written as a LLaMA-Factory dataset (:mod:`.build`). :mod:`.contract` defines what the AU Agent sees and is
-imported by training and inference alike.
+MER-Factory outputs are read (:mod:`.sources`, one reader per input schema), cleaned and cross-checked against
+OpenFace CSVs (:mod:`.clean`), and written as a LLaMA-Factory dataset (:mod:`.build`). What the agent sees is
+defined by the prompt contract in :mod:`au_core.contract`, which training and inference import too.
 """
-from .errors import AUAgentError
-
-__all__ = ["AUAgentError"]

@@ -22,9 +22,11 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 from tqdm import tqdm
 
-from . import atomic, clean, contract, fidelity
-from .errors import AUAgentError
-from .openface import DEFAULT_MIN_CONFIDENCE
+from au_core import atomic, contract, fidelity
+from au_core.errors import AUAgentError
+from au_core.openface import DEFAULT_MIN_CONFIDENCE
+
+from . import clean
 from .sources import FrameRecord, read_alpaca, read_mer_factory_output
 
 log = logging.getLogger(__name__)
@@ -116,7 +118,7 @@ def _clean_all(records: List[FrameRecord], opts: PrepareOptions):
     tally = None
     if opts.min_fidelity is not None:
         tally = fidelity.FidelityTally()
-        filters.append(fidelity.fidelity_filter(opts.min_fidelity, tally))
+        filters.append(clean.fidelity_filter(opts.min_fidelity, tally))
     kept: List[clean.CleanRecord] = []
     dropped: collections.Counter = collections.Counter()
     notes: collections.Counter = collections.Counter()

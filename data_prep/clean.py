@@ -5,11 +5,14 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
-from . import contract
-from .errors import AUAgentError
-from .openface import OpenFaceTrack, read_openface_csv
+from au_core import contract
+from au_core.errors import AUAgentError
+from au_core.fidelity import FidelityScore, FidelityTally, fidelity
+from au_core.mer_factory import clean_text
+from au_core.openface import OpenFaceTrack, read_openface_csv
+
 from .sources import FrameRecord
 
 # Reasons a record is dropped (keys of stats["dropped"]).
@@ -30,11 +33,7 @@ LOW_FIDELITY = "description contradicts its AUs (fidelity below --min-fidelity)"
 MAX_DESCRIPTION_CHARS = 4000
 TOO_LONG = f"description longer than {MAX_DESCRIPTION_CHARS} characters"
 
-# What cleaning changes without dropping (keys of stats["notes"]).
-CHAT_PREFIX_STRIPPED = "leaked chat prefix stripped from description"
-
 _GATE_PATTERNS = ("rejected by gate agent", "(au rejected)")
-_CHAT_LEAK = re.compile(r"(?:^|\n)assistant\n", re.IGNORECASE)
 _TEMPORAL = re.compile(
     r"\bframes?\s*#?\d+\b"
     r"|\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|next|previous|preceding|"
@@ -61,17 +60,6 @@ class CleanRecord:
     output: str
     source: str
     path: str
-
-
-def clean_text(text: str) -> Tuple[str, Optional[str]]:
-    """Strip a leaked ``system\\n…user\\n…assistant\\n`` chat prefix and normalise whitespace."""
-    note = None
-    # The prefix test is cheap and almost always false: the regex runs only when it is true.
-    leaks = list(_CHAT_LEAK.finditer(text)) if text.lstrip().lower().startswith(("system\n", "user\n")) else []
-    if leaks:
-        text = text[leaks[-1].end():]
-        note = CHAT_PREFIX_STRIPPED
-    return " ".join(text.split()), note
 
 
 class CsvChecker:
@@ -143,3 +131,26 @@ def clean_record(
         if problem:
             return None, problem, notes
     return CleanRecord(rec.video, rec.frame, input_str, text, rec.source, rec.path), None, notes
+
+
+def record_fidelity(record: CleanRecord) -> FidelityScore:
+    """Fidelity of a cleaned training record's description against its own input."""
+    return fidelity(record.output, contract.parse_input(record.input))
+
+
+def fidelity_filter(min_f1: float, tally: Optional[FidelityTally] = None
+                    ) -> Callable[[CleanRecord], Optional[str]]:
+    """A ``prepare-data`` filter: ``LOW_FIDELITY`` for records whose description F1 is below ``min_f1``.
+
+    ``tally`` collects the score of every record checked, so the stats can report the fidelity before filtering
+    without scoring twice."""
+    if not 0.0 <= min_f1 <= 1.0:
+        raise AUAgentError(f"--min-fidelity must be between 0 and 1, got {min_f1}")
+
+    def check(record: CleanRecord) -> Optional[str]:
+        score = record_fidelity(record)
+        if tally is not None:
+            tally.add(score)
+        return LOW_FIDELITY if score.f1 + 1e-9 < min_f1 else None
+
+    return check

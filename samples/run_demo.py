@@ -146,9 +146,9 @@ def run(out: Path, quick: bool = False, size: Optional[DemoSize] = None) -> str:
     """Run the demo into ``out``; return the summary table. ``quick`` is the CI variant (``QUICK``): fewer
     videos and training steps, a part of the validation split, two videos described by the agent."""
     from affectgpt_patch.clip_encoder import local_vit_b32
-    from affectgpt_patch.tiny_clip import build_tiny_clip
-    from data_prep.synthetic import write_corpus
-    from llamafactory_configs.tiny_qwen2 import DEMO_SIZE, build_tiny_qwen2, dataset_texts
+    from au_standins.synthetic import write_corpus
+    from au_standins.tiny_clip import build_tiny_clip
+    from au_standins.tiny_qwen2 import DEMO_SIZE, build_tiny_qwen2, dataset_texts
 
     size = size or (QUICK if quick else FULL)
     claim_out(out)
@@ -159,7 +159,7 @@ def run(out: Path, quick: bool = False, size: Optional[DemoSize] = None) -> str:
     limit = ["--limit", str(size.eval_limit)] if size.eval_limit else []
 
     corpus = out / "synthetic"
-    demo.timed("synthetic data", f"python -m data_prep.synthetic {rel(corpus)} --videos {size.videos} --seed 1",
+    demo.timed("synthetic data", f"python -m au_standins.synthetic {rel(corpus)} --videos {size.videos} --seed 1",
                rel(corpus), lambda: "{videos} videos, {described_frames} teacher descriptions".format(
                    **write_corpus(corpus, n_videos=size.videos, seed=1, n_described=16)))
 
@@ -179,7 +179,7 @@ def run(out: Path, quick: bool = False, size: Optional[DemoSize] = None) -> str:
         build_tiny_qwen2(base, dataset_texts([dataset / "train.json"]), size=DEMO_SIZE)
         return "random Qwen2 (stands in for Qwen2.5-7B-Instruct); its tokenizer is trained on the dataset's texts"
 
-    demo.timed("base model", f"python -m llamafactory_configs.tiny_qwen2 {rel(base)} --demo-size "
+    demo.timed("base model", f"python -m au_standins.tiny_qwen2 {rel(base)} --demo-size "
                f"--texts {rel(dataset / 'train.json')}", rel(base), build_base)
 
     untrained = out / "eval_untrained"

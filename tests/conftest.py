@@ -37,7 +37,7 @@ def sample_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_qwen2(tmp_path_factory, sample_dataset) -> Path:
     """A tiny random Qwen2 model + tokenizer whose BPE knows the sample dataset's words."""
-    from llamafactory_configs.tiny_qwen2 import build_tiny_qwen2, dataset_texts
+    from au_standins.tiny_qwen2 import build_tiny_qwen2, dataset_texts
 
     return build_tiny_qwen2(tmp_path_factory.mktemp("tiny") / "tiny-qwen2",
                             dataset_texts([sample_dataset / "train.json"]))
@@ -51,7 +51,7 @@ def copy_tree(src: Path, dst: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> Path:
     """A tiny random CLIP saved as a TorchScript archive, loaded through ``clip.load(path)`` like ViT-B-32.pt."""
-    from affectgpt_patch.tiny_clip import build_tiny_clip
+    from au_standins.tiny_clip import build_tiny_clip
 
     return build_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny_clip.pt")
 

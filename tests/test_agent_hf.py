@@ -3,9 +3,10 @@ import json
 
 import pytest
 
-from data_prep import AUAgentError, contract
-from data_prep.synthetic import PROTOTYPES
 from affectgpt_patch.agent import create_au_agent
+from au_core import contract
+from au_core.errors import AUAgentError
+from au_standins.synthetic import PROTOTYPES
 from helpers import make_random_adapter
 
 INPUTS = [contract.format_input(v) for v in PROTOTYPES.values()] + [

@@ -1,10 +1,11 @@
 import pytest
 from omegaconf import OmegaConf
 
-from data_prep import AUAgentError, contract
-from data_prep.facs import AU_PHRASES, INTENSITY_AUS
 from affectgpt_patch.agent import agent_config, create_au_agent
 from affectgpt_patch.agent.rules import rules_description
+from au_core import contract
+from au_core.errors import AUAgentError
+from au_core.facs import AU_PHRASES, INTENSITY_AUS
 
 
 def test_every_au_is_named_with_its_intensity():

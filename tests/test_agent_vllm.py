@@ -3,10 +3,10 @@ import json
 
 import pytest
 
-from data_prep import AUAgentError
 from affectgpt_patch.agent import create_au_agent
 from affectgpt_patch.agent.config import agent_config
 from affectgpt_patch.agent.vllm_backend import adapter_rank, llm_kwargs, max_lora_rank, sampling_kwargs
+from au_core.errors import AUAgentError
 
 
 def fake_adapter(tmp_path, r=64, rank_pattern=None):

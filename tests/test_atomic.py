@@ -6,7 +6,8 @@ import stat
 import pytest
 
 import au_agent_cli
-from data_prep import AUAgentError, atomic
+from au_core import atomic
+from au_core.errors import AUAgentError
 
 
 @pytest.fixture()
@@ -118,7 +119,7 @@ def test_dev_stdout_is_written_through_the_process_descriptor(tmp_path, into):
     import subprocess
     import sys
 
-    code = ("from data_prep import atomic; print('before', flush=False); "
+    code = ("from au_core import atomic; print('before', flush=False); "
             "atomic.write_text('/dev/stdout', 'written\\n'); print('after')")
     from pathlib import Path
 

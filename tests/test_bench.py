@@ -46,7 +46,7 @@ def test_bench_smoke(tmp_path, tiny_qwen2, tiny_clip, capsys):
         assert set(m) == {"name", "value", "unit", "target", "met", "note"}
     equality = features["details"]["equality"]
     assert equality["equal"] is True and equality["description_mismatches"] == 0
-    from data_prep.openface import read_openface_csv
+    from au_core.openface import read_openface_csv
 
     csvs = sorted((out / "corpus").glob("features-2x30-*/openface/*.csv"))
     assert len(csvs) == 2  # every valid frame of the corpus was compared

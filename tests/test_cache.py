@@ -86,7 +86,7 @@ def test_agent_uses_the_stored_description_when_another_process_stored_first(tmp
     from affectgpt_patch.agent import create_au_agent
 
     agent = create_au_agent(backend="rules", cache_dir=str(tmp_path))
-    from data_prep import contract
+    from au_core import contract
 
     inputs = [contract.format_input({"AU06": 2.5, "AU12": 3.0})]
     other = SQLiteCache(tmp_path / "descriptions.sqlite")

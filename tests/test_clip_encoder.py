@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from data_prep import AUAgentError
 from affectgpt_patch.clip_encoder import ClipTextEncoder, load_clip_text_encoder
+from au_core.errors import AUAgentError
 
 TEXTS = ["The face shows raised cheeks (moderate).", "A neutral face.", "Brows lowered, lips pressed.",
          "word " * 200]  # longer than CLIP's 77-token context: truncated, not an error

@@ -1,6 +1,7 @@
 import pytest
 
-from data_prep import AUAgentError, contract
+from au_core import contract
+from au_core.errors import AUAgentError
 
 
 def test_input_string_format():

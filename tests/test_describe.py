@@ -2,8 +2,8 @@
 import json
 
 import au_agent_cli
-from data_prep import contract
-from data_prep.openface import read_openface_csv
+from au_core import contract
+from au_core.openface import read_openface_csv
 
 
 def test_describe_folder_with_rules(samples, tmp_path):

@@ -4,8 +4,8 @@ import pytest
 
 import au_agent_cli
 from affectgpt_patch.evaluate import FILES, SYSTEMS, load_split, text_similarity
-from data_prep import contract
-from data_prep.errors import AUAgentError
+from au_core import contract
+from au_core.errors import AUAgentError
 
 
 def run_eval(dataset, out, cache_dir, *extra):

@@ -1,7 +1,7 @@
 import pytest
 
-from data_prep import AUAgentError
-from data_prep.facs import AU_NAMES, INTENSITY_AUS, PRESENCE_AUS, code_for_name, normalize_code, parse_au_template
+from au_core.errors import AUAgentError
+from au_core.facs import AU_NAMES, INTENSITY_AUS, PRESENCE_AUS, code_for_name, normalize_code, parse_au_template
 
 
 def test_openface_au_sets():

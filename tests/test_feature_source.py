@@ -7,13 +7,13 @@ import shutil
 import numpy as np
 import pytest
 
-from data_prep import AUAgentError
-from data_prep.openface import read_openface_csv
 from affectgpt_patch import features
 from affectgpt_patch.agent import create_au_agent
 from affectgpt_patch.clip_encoder import ClipTextEncoder
 from affectgpt_patch.features import (FeatureSettings, FeatureSource, SourceSettings, compute_video_features,
                                       save_video_features)
+from au_core.errors import AUAgentError
+from au_core.openface import read_openface_csv
 
 NAMES = ("sample_00000", "sample_00002", "sample_00005")
 
@@ -21,7 +21,7 @@ NAMES = ("sample_00000", "sample_00002", "sample_00005")
 @pytest.fixture(scope="module")
 def wide_clip(tmp_path_factory):
     """The tiny CLIP at ViT-L/14's width (768)."""
-    from affectgpt_patch.tiny_clip import build_tiny_clip
+    from au_standins.tiny_clip import build_tiny_clip
 
     return build_tiny_clip(tmp_path_factory.mktemp("clip768") / "tiny_clip_768.pt", embed_dim=768)
 

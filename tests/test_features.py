@@ -2,12 +2,13 @@
 import numpy as np
 import pytest
 
-from data_prep import AUAgentError, contract
-from data_prep.openface import read_openface_csv
 from affectgpt_patch.agent import create_au_agent
 from affectgpt_patch.clip_encoder import ClipTextEncoder
 from affectgpt_patch.features import (FeatureSettings, compute_video_features, features_from_descriptions,
                                       load_precomputed, save_video_features, video_features)
+from au_core import contract
+from au_core.errors import AUAgentError
+from au_core.openface import read_openface_csv
 
 
 @pytest.fixture()

@@ -5,12 +5,12 @@ import pytest
 
 import au_agent_cli
 from affectgpt_patch.agent.rules import rules_description
-from data_prep import clean, contract
-from data_prep.errors import AUAgentError
-from data_prep.facs import AU_NAMES, AU_PHRASES
-from data_prep.fidelity import (FidelityTally, corpus_fidelity, f1_histogram, fidelity, fidelity_filter,
-                                find_mentions, mentioned_aus)
-from data_prep.synthetic import TEACHER_PARAPHRASES, TEACHER_PHRASES, teacher_description
+from au_core import contract
+from au_core.errors import AUAgentError
+from au_core.facs import AU_NAMES, AU_PHRASES
+from au_core.fidelity import FidelityTally, corpus_fidelity, f1_histogram, fidelity, find_mentions, mentioned_aus
+from au_standins.synthetic import TEACHER_PARAPHRASES, TEACHER_PHRASES, teacher_description
+from data_prep import clean
 
 BROWS_UP = {"AU01", "AU02"}
 
@@ -211,17 +211,17 @@ def record(input_str, output):
 
 
 def test_fidelity_filter():
-    keep = fidelity_filter(0.99)
+    keep = clean.fidelity_filter(0.99)
     assert keep(record("AU06: 1.20, AU12: 2.00", "Raised cheeks and a smile.")) is None
     assert keep(record("AU06: 1.20, AU12: 2.00", "A smile and a frown.")) == clean.LOW_FIDELITY
-    assert fidelity_filter(0.0)(record("AU06: 1.20", "The person looks calm.")) is None
+    assert clean.fidelity_filter(0.0)(record("AU06: 1.20", "The person looks calm.")) is None
     tally = FidelityTally()
-    check = fidelity_filter(0.5, tally)
+    check = clean.fidelity_filter(0.5, tally)
     assert [check(record("AU12: 2.00", t)) for t in ("A smile.", "A frown.")] == [None, clean.LOW_FIDELITY]
     assert tally.summary(per_au=False)["records"] == 2 and tally.summary()["hallucinated"] == 1
     for bad in (-0.1, 1.5):
         with pytest.raises(AUAgentError, match="min-fidelity"):
-            fidelity_filter(bad)
+            clean.fidelity_filter(bad)
 
 
 def test_prepare_data_min_fidelity_drops_unfaithful_records(samples, sample_dataset, tmp_path):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from data_prep import AUAgentError
 from affectgpt_patch.frames import select_frames, uniform_indices
+from au_core.errors import AUAgentError
 
 
 def affectgpt_uniform(vlen, n):

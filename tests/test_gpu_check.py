@@ -8,9 +8,10 @@ import pytest
 
 from affectgpt_patch.agent import AgentConfig, create_au_agent
 from affectgpt_patch.agent.hf import deterministic_kernels
+from au_core import contract
+from au_core.errors import AUAgentError
+from au_standins.synthetic import PROTOTYPES
 from benchmarks import gpu_check as gc
-from data_prep import AUAgentError, contract
-from data_prep.synthetic import PROTOTYPES
 
 INPUTS = [contract.format_input(v) for v in PROTOTYPES.values()] + [
     "AU01: 0.98", "AU04: 1.50, AU07: 2.20", "AU12: 2.00, AU25: 1.10", "AU45: 2.20", "AU09: 1.30, AU10: 1.90",

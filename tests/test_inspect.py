@@ -14,10 +14,9 @@ import au_agent_cli
 from affectgpt_patch.inspect_data import heatmap_from_values, load_corpus
 from affectgpt_patch.inspect_options import InspectOptions
 from affectgpt_patch.inspect_page import ACTIVE_COLORS, cell_levels
-from data_prep import contract
-from data_prep.facs import INTENSITY_AUS
-from data_prep.fidelity import fidelity
-
+from au_core import contract
+from au_core.facs import INTENSITY_AUS
+from au_core.fidelity import fidelity
 from chromium import Chromium, install_chromium
 
 N_AUS = len(INTENSITY_AUS)

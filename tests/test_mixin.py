@@ -10,9 +10,6 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from data_prep import AUAgentError
-from data_prep.sources import per_frame
-from data_prep.sources.record import load_json
 from affectgpt_patch import features, mixin
 from affectgpt_patch.agent import create_au_agent
 from affectgpt_patch.clip_encoder import RELEASED_WIDTHS, load_clip_text_encoder
@@ -21,8 +18,10 @@ from affectgpt_patch.features import (FeatureSettings, compute_video_features, f
 from affectgpt_patch.patcher import ConfigOptions, apply_patch
 from affectgpt_patch.patcher.configs import TRAIN_CONFIG
 from affectgpt_patch.patcher.templates import TEMPLATE_DIR, branch_constants
-from data_prep.openface import read_openface_csv
-
+from au_core import mer_factory
+from au_core.errors import AUAgentError
+from au_core.openface import read_openface_csv
+from au_core.record import load_json
 from fixtures.affectgpt import NAMES, build_tiny_llm, code_root, imported, make_checkout, write_dataset
 
 N_TOKENS = 2  # num_au_query_token, so the <AUHere> expansion is visible
@@ -278,7 +277,7 @@ def test_mer_factory_descriptions(tmp_path, samples, env, tiny_llm, data_dir):
         feature, mask = dataset.au_feature("sample_00002")
         path = samples / "mer_factory" / "sample_00002" / "sample_00002_au_analysis.json"
         data = load_json(path)
-        records = list(per_frame.read(path, data, "sample_00002"))
+        records = list(mer_factory.read(path, data, "sample_00002"))
         encoder = load_clip_text_encoder(env["au_clip_model"])
         expected = features_from_descriptions([r.frame for r in records], [r.description.strip() for r in records],
                                               data["au_info"]["total_frames"], encoder, FeatureSettings(frames=8))
@@ -369,7 +368,7 @@ def test_fork_refuses_what_its_own_model_would_break_on(tmp_path, samples, env, 
 @pytest.fixture(scope="module")
 def wide_clip(tmp_path_factory):
     """The tiny CLIP at ViT-L/14's width (768)."""
-    from affectgpt_patch.tiny_clip import build_tiny_clip
+    from au_standins.tiny_clip import build_tiny_clip
 
     return build_tiny_clip(tmp_path_factory.mktemp("clip768") / "tiny_clip_768.pt", embed_dim=768)
 

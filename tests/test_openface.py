@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from data_prep import AUAgentError
-from data_prep.openface import BAD_VALUE, LOW_CONFIDENCE, NO_FACE, intensities_from_row, read_openface_csv
-from data_prep.synthetic import openface_csv_text, synth_au_track
+from au_core.errors import AUAgentError
+from au_core.openface import BAD_VALUE, LOW_CONFIDENCE, NO_FACE, intensities_from_row, read_openface_csv
+from au_standins.synthetic import openface_csv_text, synth_au_track
 
 HEADER = "frame, face_id, timestamp, confidence, success, AU01_r, AU12_r, AU25_r, AU01_c, AU12_c, AU25_c, AU28_c"
 

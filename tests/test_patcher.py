@@ -6,11 +6,10 @@ import pytest
 from omegaconf import OmegaConf
 
 import au_agent_cli
-from data_prep import AUAgentError
 from affectgpt_patch.patcher import ConfigOptions, apply_patch, check_patch, revert_patch, transaction
 from affectgpt_patch.patcher.configs import INFERENCE_CONFIG, SEED_MODE, TRAIN_CONFIG
 from affectgpt_patch.patcher.edit import APPLIED, PENDING
-
+from au_core.errors import AUAgentError
 from fixtures.affectgpt import LAYOUTS, VARIANTS, code_root, digest, make_checkout
 
 CASES = [(v, l) for v in VARIANTS for l in LAYOUTS]

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import au_agent_cli
-from data_prep.synthetic import write_video
 from affectgpt_patch.precompute import in_shard
+from au_standins.synthetic import write_video
 
 
 @pytest.fixture(scope="module")

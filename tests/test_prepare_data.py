@@ -5,7 +5,8 @@ import sys
 import pytest
 
 import au_agent_cli
-from data_prep import clean, contract
+from au_core import contract, mer_factory
+from data_prep import clean
 from data_prep.build import DATASET_FILES, TRAIN_SPLIT, VAL_SPLIT
 
 LABELS = ("happiness", "sadness", "surprise", "fear", "anger", "disgust", "contempt", "tense", "Emotion")
@@ -78,7 +79,7 @@ def test_cleaning_counts_every_reason(dataset):
     for reason in (clean.ERROR_TEXT, clean.TEMPORAL, clean.NEUTRAL, clean.GATE_REJECTED, clean.NO_DESCRIPTION,
                    clean.CSV_INVALID):
         assert dropped.get(reason, 0) >= 1, reason
-    assert stats["notes"][clean.CHAT_PREFIX_STRIPPED] == 1
+    assert stats["notes"][mer_factory.CHAT_PREFIX_STRIPPED] == 1
     assert stats["kept"] + sum(dropped.values()) == stats["records_read"]
 
 

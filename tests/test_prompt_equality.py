@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from data_prep import contract
+from au_core import contract
 from data_prep.build import DATASET_FILES, TRAIN_SPLIT, VAL_SPLIT
-from llamafactory_configs.train import RECIPE_DIR, load_recipe
+from llamafactory_configs.recipe import RECIPE_DIR, load_recipe
 
 IGNORE_INDEX = -100  # LLaMA-Factory's label for prompt tokens
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import au_agent_cli
-from data_prep import contract
-from data_prep.synthetic import write_video
+from au_core import contract
+from au_standins.synthetic import write_video
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'au-agent[ray]')")
 

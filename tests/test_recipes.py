@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from data_prep import contract
+from au_core import contract
 from data_prep.build import TRAIN_SPLIT, VAL_SPLIT
-from llamafactory_configs.train import RECIPE_DIR, RENAMED_KEYS, find_deepspeed_config, load_recipe, recipe_names
+from llamafactory_configs.recipe import RECIPE_DIR, RENAMED_KEYS, find_deepspeed_config, load_recipe, recipe_names
 
 SFT_7B = ["qwen2.5_7b_lora_sft", "qwen2.5_7b_qlora_sft", "qwen2.5_7b_lora_sft_8bit", "qwen2.5_7b_lora_sft_ds_z2",
           "qwen2.5_7b_lora_sft_ds_z3", "qwen2.5_7b_lora_sft_ray"]

@@ -16,7 +16,7 @@ import pytest
 
 import au_agent_cli
 from affectgpt_patch.smoke import media, report, runner, shims, standins
-from data_prep.errors import AUAgentError
+from au_core.errors import AUAgentError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,7 +89,7 @@ def tiny_media(tmp_path_factory):
 def test_tiny_dataset_layout_matches_mercaptionplus(tiny_media):
     import pandas as pd
 
-    from data_prep.openface import read_openface_csv
+    from au_core.openface import read_openface_csv
 
     folder = tiny_media.folder
     assert folder.name == "mer2025-dataset"

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from data_prep import AUAgentError, clean
+from au_core.errors import AUAgentError
+from data_prep import clean
 from data_prep.sources import read_alpaca, read_mer_factory_output
 from data_prep.sources.alpaca import LABEL_REMOVED
 

@@ -3,8 +3,8 @@ import random
 
 import numpy as np
 
-from data_prep.facs import INTENSITY_AUS
-from data_prep.synthetic import per_frame_json
+from au_core.facs import INTENSITY_AUS
+from au_standins.synthetic import per_frame_json
 
 
 def test_a_neutral_peak_frame_gets_no_description():

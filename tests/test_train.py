@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 import au_agent_cli
-from data_prep import contract
-from data_prep.errors import AUAgentError
-from llamafactory_configs.agent_card import CARD_NAME, load_agent_card
-from llamafactory_configs.train import LOG_FILE, RECIPE_FILE, plan_output, select_best_checkpoint
+from au_core import contract
+from au_core.agent_card import CARD_NAME, load_agent_card
+from au_core.errors import AUAgentError
+from llamafactory_configs.handoff import select_best_checkpoint
+from llamafactory_configs.plan import LOG_FILE, RECIPE_FILE, plan_output
 
 TINY = "tiny_cpu_lora_sft"
 
@@ -57,32 +58,32 @@ def test_agent_card_is_complete_and_loads_from_every_entry_point(tiny_adapter, s
     out = Path(tiny_adapter)
     cards = [load_agent_card(p) for p in (out, out / "checkpoint-best", out / CARD_NAME,
                                           out / "checkpoint-best" / CARD_NAME)]
-    assert len({c["adapter_dir"] for c in cards}) == 1 and cards[0]["adapter_dir"] == str(out / "checkpoint-best")
+    assert len({c.adapter_dir for c in cards}) == 1 and cards[0].adapter_dir == str(out / "checkpoint-best")
     card = cards[0]
     s = state(out)
-    assert card["base_model"] == str(tiny_qwen2) and card["template"] == "qwen"
-    assert card["system_prompt"] == contract.SYSTEM_PROMPT
-    assert card["contract_version"] == contract.CONTRACT_VERSION and card["contract"] == contract.describe()
-    assert card["best_checkpoint"] == {"source": Path(s["best_model_checkpoint"]).name, "step": s["best_global_step"],
+    assert card.base_model == str(tiny_qwen2) and card.template == "qwen"
+    assert card.system_prompt == contract.SYSTEM_PROMPT
+    assert card.contract_version == contract.CONTRACT_VERSION and card.contract == contract.describe()
+    assert card.best_checkpoint == {"source": Path(s["best_model_checkpoint"]).name, "step": s["best_global_step"],
                                        "eval_loss": s["best_metric"]}
     train_sha1 = hashlib.sha1((sample_dataset / "train.json").read_bytes()).hexdigest()
-    assert card["dataset"]["files"]["au_agent_train"]["sha1"] == train_sha1 and len(card["dataset"]["sha1"]) == 40
-    assert card["dataset"]["files"]["au_agent_val"]["records"] > 0
-    assert card["lora"]["rank"] == 8 and card["lora"]["alpha"] == 16 and "q_proj" in card["lora"]["target_modules"]
-    assert card["metrics"]["global_step"] == 12 and card["metrics"]["eval"]["eval_loss"] > 0
-    assert card["metrics"]["train"]["train_loss"] > 0 and len(card["metrics"]["eval_history"]) == 3
-    assert {"python", "llamafactory", "transformers", "peft", "torch"} <= set(card["packages"])
-    assert card["recipe_name"] == TINY and card["recipe"]["output_dir"] == str(out)
-    assert card["recipe"] == json.loads(json.dumps(card["recipe"]))  # plain JSON, what au_agent_recipe.yaml holds
+    assert card.dataset["files"]["au_agent_train"]["sha1"] == train_sha1 and len(card.dataset["sha1"]) == 40
+    assert card.dataset["files"]["au_agent_val"]["records"] > 0
+    assert card.lora["rank"] == 8 and card.lora["alpha"] == 16 and "q_proj" in card.lora["target_modules"]
+    assert card.metrics["global_step"] == 12 and card.metrics["eval"]["eval_loss"] > 0
+    assert card.metrics["train"]["train_loss"] > 0 and len(card.metrics["eval_history"]) == 3
+    assert {"python", "llamafactory", "transformers", "peft", "torch"} <= set(card.packages)
+    assert card.recipe_name == TINY and card.recipe["output_dir"] == str(out)
+    assert card.recipe == json.loads(json.dumps(card.recipe))  # plain JSON, what au_agent_recipe.yaml holds
 
 
 def test_agent_card_refuses_another_contract(tiny_adapter, tmp_path):
     out = shutil.copytree(Path(tiny_adapter) / "checkpoint-best", tmp_path / "best")
-    card = json.loads((out / CARD_NAME).read_text())
-    (out / CARD_NAME).write_text(json.dumps({**card, "contract_version": "au-contract-0"}))
+    data = json.loads((out / CARD_NAME).read_text())
+    (out / CARD_NAME).write_text(json.dumps({**data, "contract_version": "au-contract-0"}))
     with pytest.raises(AUAgentError, match="prompt contract 'au-contract-0'"):
         load_agent_card(out)
-    assert load_agent_card(out, check_contract=False)["contract_version"] == "au-contract-0"
+    assert load_agent_card(out, check_contract=False).contract_version == "au-contract-0"
     with pytest.raises(AUAgentError, match="no agent_card.json"):
         load_agent_card(tmp_path)
 
@@ -97,14 +98,14 @@ def test_second_run_resumes_and_overwrite_restarts(tiny_adapter, sample_dataset,
     s = state(out)
     assert s["global_step"] == 16 and sorted(eval_losses(s)) == [4, 8, 12, 16]
     assert [h["loss"] for h in s["log_history"] if "loss" in h][:12] == first_losses  # steps 1-12 kept, not redone
-    assert load_agent_card(out)["metrics"]["global_step"] == 16
+    assert load_agent_card(out).metrics["global_step"] == 16
 
     assert train(sample_dataset, tiny_qwen2, out, "--overwrite", "max_steps=4") == 0
     assert "Resuming" not in last_run_log(out)
     s = state(out)
     assert s["global_step"] == 4 and sorted(eval_losses(s)) == [4]
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-best"]
-    assert load_agent_card(out)["best_checkpoint"]["source"] == "checkpoint-4"
+    assert load_agent_card(out).best_checkpoint["source"] == "checkpoint-4"
 
 
 # ------------------------------------------------------------------------------------- refusals before launch
@@ -265,7 +266,7 @@ def test_other_nodes_wait_for_node_0_and_delete_nothing(tmp_path, sample_dataset
     import threading
     import time
 
-    from llamafactory_configs.train import READY_FILE, node_log_file, wait_for_main_node
+    from llamafactory_configs.plan import READY_FILE, node_log_file, wait_for_main_node
 
     out = tmp_path / "out"
     out.mkdir()
@@ -321,7 +322,7 @@ def test_test_agent_describes_the_builtin_and_user_cases(tiny_adapter, tmp_path,
 
 
 def test_user_cases_from_json_and_csv(tmp_path, samples):
-    from llamafactory_configs.facs_cases import load_cases
+    from affectgpt_patch.facs_cases import load_cases
 
     listed = tmp_path / "list.json"
     listed.write_text(json.dumps([{"name": "smile", "au_values": {"AU12": 2}}, {"AU04_r": 1.5, "AU04_c": 1}]))

@@ -17,8 +17,8 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from data_prep import contract
-from data_prep.openface import intensities_from_row
+from au_core import contract
+from au_core.openface import intensities_from_row
 
 from ..cache import SQLiteCache, default_cache_dir
 from .config import AgentConfig, agent_config, fingerprint

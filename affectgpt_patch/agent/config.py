@@ -15,12 +15,15 @@ import logging
 import os
 import re
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 
-from data_prep import contract
-from data_prep.errors import AUAgentError
+from au_core import atomic, contract
+from au_core.errors import AUAgentError
+
+if TYPE_CHECKING:
+    from au_core.agent_card import AgentCard
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +85,7 @@ class AgentConfig:
     gpu_memory_utilization: float = 0.85  # vLLM
     use_cache: bool = True
     cache_dir: Optional[str] = None
-    card: Dict[str, Any] = field(default_factory=dict)
+    card: Optional["AgentCard"] = None  # the agent card agent_dir was read through
 
     def generation_settings(self) -> Dict[str, Any]:
         """What changes the generated text (part of the fingerprint)."""
@@ -144,17 +147,17 @@ def agent_config(cfg: Any = None, **overrides: Any) -> AgentConfig:
 
 def _apply_agent_dir(config: AgentConfig) -> None:
     """Fill base model and adapter from an agent card, a bare adapter folder or a merged model folder."""
-    from llamafactory_configs.agent_card import CARD_NAME, BEST_DIR, is_full_model, load_agent_card
+    from au_core.agent_card import BEST_DIR, CARD_NAME, load_agent_card
 
     path = Path(config.agent_dir)
     if path.is_file() or (path / CARD_NAME).is_file() or (path / BEST_DIR / CARD_NAME).is_file():
         card = load_agent_card(path)
         config.card = card
-        if is_full_model(card):  # the trained weights are the whole model
-            config.base_model = config.base_model or card["adapter_dir"]
+        if card.is_full_model:  # the trained weights are the whole model
+            config.base_model = config.base_model or card.adapter_dir
         else:
-            config.base_model = config.base_model or card["base_model"]
-            config.lora_weights = config.lora_weights or card["adapter_dir"]
+            config.base_model = config.base_model or card.base_model
+            config.lora_weights = config.lora_weights or card.adapter_dir
     elif (path / "adapter_config.json").is_file():
         adapter_cfg = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
         config.lora_weights = config.lora_weights or str(path)
@@ -199,11 +202,7 @@ def _file_digest(path: Path, memo: Any = None) -> str:
         if stored is not None:
             _DIGESTS[key] = stored.decode("ascii")
             return _DIGESTS[key]
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    _DIGESTS[key] = h.hexdigest()[:16]
+    _DIGESTS[key] = atomic.file_digest(path)[:16]
     if memo is not None:
         memo.put_many(_DIGEST_NS, {memo_key: _DIGESTS[key].encode("ascii")})
     return _DIGESTS[key]

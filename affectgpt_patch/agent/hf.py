@@ -16,7 +16,7 @@ import logging
 import os
 from typing import Any, Dict, Iterator, List, Sequence
 
-from data_prep.errors import AUAgentError
+from au_core.errors import AUAgentError
 
 from .config import AgentConfig
 from .prompts import encode_prompt, stop_token_ids

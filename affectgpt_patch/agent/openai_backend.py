@@ -14,8 +14,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Optional, Sequence
 
-from data_prep import contract
-from data_prep.errors import AUAgentError
+from au_core import contract
+from au_core.errors import AUAgentError
 
 from .config import AgentConfig
 

@@ -1,14 +1,14 @@
 """Token ids of a prompt, encoded exactly the way LLaMA-Factory encodes it for training.
 
 LLaMA-Factory's ``qwen`` template tokenizes the system block and the user block separately and concatenates
-the ids; encoding :func:`data_prep.contract.prompt_segments` the same way makes inference see, token for
+the ids; encoding :func:`au_core.contract.prompt_segments` the same way makes inference see, token for
 token, what training saw (checked against LLaMA-Factory's template code by the tests).
 """
 from __future__ import annotations
 
 from typing import Any, List
 
-from data_prep import contract
+from au_core import contract
 
 
 def encode_prompt(tokenizer: Any, input_str: str) -> List[int]:

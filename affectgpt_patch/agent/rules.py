@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import List, Sequence
 
-from data_prep import contract
-from data_prep.facs import AU_PHRASES, intensity_word
+from au_core import contract
+from au_core.facs import AU_PHRASES, intensity_word
 
 RULES_VERSION = "rules-1"
 

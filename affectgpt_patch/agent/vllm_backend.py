@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from data_prep.errors import AUAgentError
+from au_core.errors import AUAgentError
 
 from .config import AgentConfig
 from .prompts import encode_prompt, stop_token_ids

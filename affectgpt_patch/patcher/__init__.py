@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from data_prep.errors import AUAgentError
+from au_core.errors import AUAgentError
 
 from . import (affectgpt_model, base_dataset, builders, config_py, configs, conversation, inference_scripts, templates,
                tokenizer_py)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from data_prep.errors import AUAgentError
+from au_core.errors import AUAgentError
 
 from ..features import SourceSettings
 from ..mixin import is_au_mode, mode_without_au

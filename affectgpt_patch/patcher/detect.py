@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from data_prep.errors import AUAgentError
+from au_core.errors import AUAgentError
 
 from . import affectgpt_model, base_dataset, config_py
 from .source import Mismatch, Source

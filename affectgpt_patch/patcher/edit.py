@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
-from data_prep.errors import AUAgentError
+from au_core.errors import AUAgentError
 
 from .source import Change, Mismatch, Source
 

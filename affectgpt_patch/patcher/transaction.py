@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from data_prep import atomic
-from data_prep.errors import AUAgentError
+from au_core import atomic
+from au_core.errors import AUAgentError
 
 log = logging.getLogger(__name__)
 

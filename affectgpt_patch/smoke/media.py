@@ -6,7 +6,7 @@
     video/{name}.mp4                  short mp4 (mp4v), decodable by decord
     audio/{name}.wav                  16 kHz mono PCM
     openface_face/{name}/{name}.npy   uint8 [T, H, W, 3] face crops
-    openface/{name}.csv               OpenFace FeatureExtraction -aus rows (data_prep.synthetic)
+    openface/{name}.csv               OpenFace FeatureExtraction -aus rows (au_standins.synthetic)
 
 Everything is random but deterministic for a seed, and small enough that AffectGPT's loaders run in
 milliseconds.
@@ -122,7 +122,7 @@ def _write_csv(path: Path, header: List[str], rows: List[List[str]]) -> None:
 
 
 def write_tiny_dataset(root: Path, spec: MediaSpec = MediaSpec()) -> TinyDataset:
-    from data_prep.synthetic import write_video as write_openface_csv
+    from au_standins.synthetic import write_video as write_openface_csv
 
     ds = TinyDataset(Path(root), [f"sample_{i:08d}" for i in range(spec.samples)])
     rng = np.random.default_rng(spec.seed)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from data_prep.errors import AUAgentError
+from au_core.errors import AUAgentError
 
 from . import report, shims
 from .media import MediaSpec, TinyDataset, write_tiny_dataset
@@ -337,7 +337,7 @@ def run_smoke(opts: SmokeOptions) -> report.SmokeReport:
 def _run(opts: SmokeOptions, run: SmokeRun, overrides: Sequence[Tuple[str, Any]]) -> report.SmokeReport:
     from omegaconf import OmegaConf
 
-    from ..tiny_clip import build_tiny_clip
+    from au_standins.tiny_clip import build_tiny_clip
 
     checkout, base = prepare_copy(opts, run)
     code_root = checkout.code_root

@@ -18,9 +18,11 @@ from typing import Dict, Iterable, Iterator, List, Tuple
 
 from tqdm import tqdm
 
-from ..errors import AUAgentError
-from . import alpaca, image_analysis, merr, per_frame
-from .record import FrameRecord, load_json, stem_without
+from au_core import mer_factory as per_frame
+from au_core.errors import AUAgentError
+from au_core.record import FrameRecord, load_json, stem_without
+
+from . import alpaca, image_analysis, merr
 
 log = logging.getLogger(__name__)
 

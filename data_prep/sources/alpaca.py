@@ -17,9 +17,9 @@ import re
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
-from ..errors import AUAgentError
-from ..facs import parse_au_template
-from .record import FrameRecord, load_json
+from au_core.errors import AUAgentError
+from au_core.facs import parse_au_template
+from au_core.record import FrameRecord, load_json
 
 NAME = "alpaca"
 LABEL_REMOVED = "emotion label removed from input"

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from ..errors import AUAgentError
-from ..facs import parse_au_template
-from .record import FrameRecord
+from au_core.errors import AUAgentError
+from au_core.facs import parse_au_template
+from au_core.record import FrameRecord
 
 NAME = "image_analysis"
 SUFFIXES = ("_image_analysis", "_image_data")

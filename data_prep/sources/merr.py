@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Iterator, Mapping, Optional
 
-from ..errors import AUAgentError
-from ..facs import normalize_code, parse_au_template
-from ..openface import frame_number
-from .record import FrameRecord
+from au_core.errors import AUAgentError
+from au_core.facs import normalize_code, parse_au_template
+from au_core.openface import frame_number
+from au_core.record import FrameRecord
 
 NAME = "merr"
 SUFFIXES = ("_merr_data", "_mer_data", "_au_analysis", "_au_data")
@@ -65,7 +65,7 @@ def _peak_values(path: Path, data: Mapping[str, Any], video: str) -> "tuple[int,
 
 def _peak_from_csv(csv: Path, frame: Optional[int]) -> "tuple[int, Optional[Dict[str, float]]]":
     """The given frame's AUs, or MER-Factory's overall peak: the valid frame with the largest summed intensity."""
-    from ..openface import read_openface_csv
+    from au_core.openface import read_openface_csv
 
     track = read_openface_csv(csv)
     if frame is None:

@@ -1,5 +1,5 @@
 """Helpers of the crash tests: run an ``au-agent`` command as a subprocess, list its fault points, kill it at
-one of them (``AU_AGENT_FAULT_AT``, see :mod:`data_prep.atomic`) or at a random instant, and compare trees."""
+one of them (``AU_AGENT_FAULT_AT``, see :mod:`au_core.atomic`) or at a random instant, and compare trees."""
 from __future__ import annotations
 
 import hashlib

@@ -21,7 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import pytest
 
 import au_agent_cli
-from data_prep import contract
+from au_core import contract
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 SAMPLE_CSV = SAMPLES / "openface" / "sample_00000.csv"
@@ -618,7 +618,7 @@ WRITE_FAILURES = {
 
 @pytest.mark.parametrize("failure", WRITE_FAILURES)
 def test_write_failure_is_one_named_line(failure, tmp_path, capsys, monkeypatch, record_property):
-    from data_prep import atomic
+    from au_core import atomic
 
     out = tmp_path / "descriptions.jsonl"
     monkeypatch.setattr(atomic, "write_bytes", _raise(WRITE_FAILURES[failure](str(out))))
@@ -657,7 +657,7 @@ BAD_RECORDS = {
 @pytest.mark.parametrize("problem", BAD_RECORDS)
 def test_bad_precomputed_record_is_named(problem, tmp_path, record_property):
     from affectgpt_patch.features import load_precomputed, precomputed_meta
-    from data_prep.errors import AUAgentError
+    from au_core.errors import AUAgentError
 
     meta = _saved_pair(tmp_path)
     assert load_precomputed(tmp_path, "clip") is not None  # the pair as written is fine

@@ -5,8 +5,8 @@ import random
 import pytest
 
 import au_agent_cli
-from data_prep.synthetic import write_video
-from kill_helpers import Timer, record_kills, fault_points, kill_after, kill_at, sample_points, short, tree
+from au_standins.synthetic import write_video
+from kill_helpers import Timer, fault_points, kill_after, kill_at, record_kills, sample_points, short, tree
 
 SEED = 5
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import au_agent_cli
-from data_prep.synthetic import write_video
+from au_standins.synthetic import write_video
 from kill_helpers import REPO, cli_env, short, tree
 
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence, Union
 
-from data_prep import contract
-from data_prep.errors import AUAgentError
-from data_prep.facs import normalize_code
+from au_core import contract
+from au_core.errors import AUAgentError
+from au_core.facs import normalize_code
 
 
 @dataclass(frozen=True)

@@ -205,6 +205,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def file_digest(path: PathLike, algorithm: str = "sha256") -> str:
+    """The hex digest of all the bytes of a file, read in 1 MiB blocks (multi-GB weights fit in no memory)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def write_text(path: PathLike, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 

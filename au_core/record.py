@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from ..errors import AUAgentError
+from .errors import AUAgentError
 
 
 @dataclass

@@ -6,7 +6,7 @@ the real model. Its byte-level BPE is trained on the prompt contract, the AU voc
 (e.g. the dataset's descriptions), and each AU code (``AU12``) is one token. The weights are random: untrained,
 it generates gibberish; at ``DEMO_SIZE``, fully fine-tuned by ``tiny_cpu_full_sft.yaml``, it learns the task.
 
-    python -m llamafactory_configs.tiny_qwen2 OUT_DIR [--texts dataset/train.json] [--demo-size]
+    python -m au_standins.tiny_qwen2 OUT_DIR [--texts dataset/train.json] [--demo-size]
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence
 
-from data_prep import contract
-from data_prep.facs import AU_NAMES, AU_PHRASES
+from au_core import contract
+from au_core.facs import AU_NAMES, AU_PHRASES
 
 log = logging.getLogger(__name__)
 

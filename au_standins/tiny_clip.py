@@ -3,7 +3,7 @@ loads it exactly like ``ViT-B-32.pt``. Its text tower has the real tokenizer, co
 width (512); everything else is shrunk (one layer, width 64), so it builds in a second and runs anywhere.
 Used by the tests, the benchmark and the demo when the real weights are not in the local CLIP cache.
 
-    python -m affectgpt_patch.tiny_clip tiny_clip.pt
+    python -m au_standins.tiny_clip tiny_clip.pt
 """
 from __future__ import annotations
 

@@ -36,9 +36,9 @@ import collections
 import functools
 import re
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
-from . import clean, contract
+from . import contract
 from .errors import AUAgentError
 from .facs import AU_NAMES, normalize_code, sort_codes
 
@@ -571,29 +571,6 @@ def corpus_fidelity(pairs: Iterable[Tuple[str, Active]], per_au: bool = True) ->
     for text, active in pairs:
         tally.add(fidelity(text, active))
     return tally.summary(per_au)
-
-
-def record_fidelity(record: clean.CleanRecord) -> FidelityScore:
-    """Fidelity of a cleaned training record's description against its own input."""
-    return fidelity(record.output, contract.parse_input(record.input))
-
-
-def fidelity_filter(min_f1: float, tally: Optional[FidelityTally] = None
-                    ) -> Callable[[clean.CleanRecord], Optional[str]]:
-    """A ``prepare-data`` filter: ``clean.LOW_FIDELITY`` for records whose description F1 is below ``min_f1``.
-
-    ``tally`` collects the score of every record checked, so the stats can report the fidelity before filtering
-    without scoring twice."""
-    if not 0.0 <= min_f1 <= 1.0:
-        raise AUAgentError(f"--min-fidelity must be between 0 and 1, got {min_f1}")
-
-    def check(record: clean.CleanRecord) -> Optional[str]:
-        score = record_fidelity(record)
-        if tally is not None:
-            tally.add(score)
-        return clean.LOW_FIDELITY if score.f1 + 1e-9 < min_f1 else None
-
-    return check
 
 
 def summary_line(summary: Mapping[str, object]) -> str:

@@ -6,7 +6,7 @@ activity threshold, and some frames lose the face (``success = 0``, zero AUs tha
 into) or have low confidence. Teacher descriptions paraphrase the active AUs in varied everyday words and,
 like real GPT-4o/Gemini text, now and then mention an AU that is not active or leave one out.
 
-    python -m data_prep.synthetic samples/        # regenerates the bundled samples
+    python -m au_standins.synthetic samples/        # regenerates the bundled samples
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import contract
-from .facs import AU_NAMES, INTENSITY_AUS, PRESENCE_AUS, intensity_word
+from au_core import contract
+from au_core.facs import AU_NAMES, INTENSITY_AUS, PRESENCE_AUS, intensity_word
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ TEACHER_PHRASES: Dict[str, List[str]] = {
     "AU26": ["a dropped jaw", "an open jaw"],
     "AU45": ["a blink", "closed eyes"],
 }
-#: Freer phrasings, written apart from the evaluation lexicon (``data_prep/fidelity.py``) so that the teacher is
+#: Freer phrasings, written apart from the evaluation lexicon (``au_core/fidelity.py``) so that the teacher is
 #: not scored by its own vocabulary: the lexicon has to earn them, and some it does not read (a miss or a wrong AU
 #: that lowers the teacher's measured fidelity, as real LLM text does). ``PARAPHRASE_RATE`` of the AU phrases use
 #: them.
@@ -81,7 +81,7 @@ TEACHER_PARAPHRASES: Dict[str, List[str]] = {
     "AU45": ["eyes shut briefly", "eyelids closing", "a brief eye closure"],
 }
 #: Share of AU phrases drawn from ``TEACHER_PARAPHRASES`` in new corpora. The bundled samples/ were written
-#: before the paraphrases existed: ``python -m data_prep.synthetic samples/ --paraphrase-rate 0`` rewrites them.
+#: before the paraphrases existed: ``python -m au_standins.synthetic samples/ --paraphrase-rate 0`` rewrites them.
 PARAPHRASE_RATE = 0.3
 _DEGREE = {"slight": ["slight", "subtle", "faint"], "moderate": ["moderate", "noticeable", "clear"],
            "pronounced": ["pronounced", "marked", "distinct"], "strong": ["strong", "intense", "very marked"]}

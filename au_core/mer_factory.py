@@ -7,16 +7,21 @@ asked for (``text_key="summary_description"``).
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
-from ..errors import AUAgentError
-from ..facs import normalize_code
-from ..openface import frame_number
+from .errors import AUAgentError
+from .facs import normalize_code
+from .openface import frame_number
 from .record import FrameRecord
 
 NAME = "per_frame"
 TEXT_KEYS = ("fine_grained_descriptions", "summary_description")
+
+# What cleaning changes without dropping (a key of prepare-data's stats["notes"]).
+CHAT_PREFIX_STRIPPED = "leaked chat prefix stripped from description"
+_CHAT_LEAK = re.compile(r"(?:^|\n)assistant\n", re.IGNORECASE)
 
 
 def matches(data: Any) -> bool:
@@ -63,3 +68,14 @@ def _au_values(active: Any, path: Path) -> Dict[str, float]:
             raise AUAgentError(f"'active_aus' has a non-AU key {key!r}", path)
         values[code] = value
     return values
+
+
+def clean_text(text: str) -> Tuple[str, Optional[str]]:
+    """Strip a leaked ``system\\n…user\\n…assistant\\n`` chat prefix and normalise whitespace."""
+    note = None
+    # The prefix test is cheap and almost always false: the regex runs only when it is true.
+    leaks = list(_CHAT_LEAK.finditer(text)) if text.lstrip().lower().startswith(("system\n", "user\n")) else []
+    if leaks:
+        text = text[leaks[-1].end():]
+        note = CHAT_PREFIX_STRIPPED
+    return " ".join(text.split()), note
