@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from au_core.errors import AUAgentError
-from data_prep import argtypes
+from au_core import argtypes
 
 log = logging.getLogger("au_agent")
 
@@ -57,12 +57,13 @@ def _prepare_data(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--out", type=Path, required=True, help="dataset folder to write")
     p.add_argument("--val-ratio", type=argtypes.float_range(0.0, 1.0, high_open=True),
                    default=argtypes.default_of(PrepareOptions, "val_ratio"),
-                   help="share of videos in the validation split")
-    p.add_argument("--seed", type=int, default=argtypes.default_of(PrepareOptions, "seed"))
+                   help="share of videos in the validation split (default %(default)s)")
+    p.add_argument("--seed", type=int, default=argtypes.default_of(PrepareOptions, "seed"),
+                   help="seed of the split and of --max-samples (default %(default)s)")
     p.add_argument("--max-samples", type=argtypes.int_range(1), help="keep at most this many records (a random sample)")
     p.add_argument("--text-key", default=argtypes.default_of(PrepareOptions, "text_key"),
                    choices=["fine_grained_descriptions", "summary_description"],
-                   help="which per-frame text to train on (per-frame MER-Factory variant)")
+                   help="which per-frame text to train on (per-frame MER-Factory variant; default %(default)s)")
     p.add_argument("--keep-temporal", action="store_true",
                    help="keep descriptions that refer to other frames or to time (dropped by default)")
     add_min_confidence_argument(p)
@@ -109,9 +110,11 @@ def add_agent_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--base-model", help="base model folder or hub id (overrides the agent card)")
     g.add_argument("--api-base", help="OpenAI-compatible server URL for --backend openai, e.g. http://127.0.0.1:8000/v1")
     g.add_argument("--api-model", help="model name on that server (default: its first model)")
-    g.add_argument("--batch-size", type=argtypes.int_range(1), default=argtypes.default_of(AgentConfig, "batch_size"))
+    g.add_argument("--batch-size", type=argtypes.int_range(1), default=argtypes.default_of(AgentConfig, "batch_size"),
+                   help="descriptions per model batch (default %(default)s)")
     g.add_argument("--max-new-tokens", type=argtypes.int_range(1),
-                   default=argtypes.default_of(AgentConfig, "max_new_tokens"))
+                   default=argtypes.default_of(AgentConfig, "max_new_tokens"),
+                   help="longest description, in tokens (default %(default)s)")
     g.add_argument("--device", type=argtypes.device, help="cpu, cuda, cuda:1 … (default: cuda when available)")
     g.add_argument("--cache-dir", help="description cache folder (default: $AU_AGENT_CACHE_DIR or ~/.cache/au-agent)")
     g.add_argument("--no-cache", action="store_true", help="neither read nor write cached descriptions")
@@ -194,11 +197,12 @@ def add_feature_arguments(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("features")
     g.add_argument("--frames", type=argtypes.int_range(1), default=argtypes.default_of(FeatureSettings, "frames"),
-                   help="T, the number of frames per video (AffectGPT's n_frms)")
+                   help="T, the number of frames per video (AffectGPT's n_frms; default %(default)s)")
     g.add_argument("--sampling", choices=["uniform", "peaks", "all"],
                    default=argtypes.default_of(FeatureSettings, "sampling"),
-                   help="uniform: AffectGPT's frame indices; peaks: MER-Factory's emotion peaks; all: every frame")
-    g.add_argument("--clip-model", default=DEFAULT_CLIP, help="CLIP model name or a local .pt file")
+                   help="uniform: AffectGPT's frame indices; peaks: MER-Factory's emotion peaks; all: every frame "
+                        "(default %(default)s)")
+    g.add_argument("--clip-model", default=DEFAULT_CLIP, help="CLIP model name or a local .pt file (default %(default)s)")
     g.add_argument("--clip-device", type=argtypes.device, help="device for CLIP (default: cuda when available)")
     add_min_confidence_argument(g)
 
@@ -221,10 +225,12 @@ def _precompute(p: argparse.ArgumentParser) -> Handler:
 
     p.add_argument("--openface-dir", type=Path, required=True, help="folder of OpenFace {name}.csv files")
     p.add_argument("--out", type=Path, required=True, help="feature folder (resumed when it has finished videos)")
-    p.add_argument("--shard", default="0/1", help="i/N: process the i-th of N deterministic shards (0-based)")
+    p.add_argument("--shard", default="{}/{}".format(*argtypes.default_of(PrecomputeOptions, "shard")),
+                   help="i/N: process the i-th of N deterministic shards (0-based; default %(default)s)")
     p.add_argument("--keep-going", action="store_true", help="exit 0 even when some videos failed")
     p.add_argument("--chunk-videos", type=argtypes.int_range(1),
-                   default=argtypes.default_of(PrecomputeOptions, "chunk_videos"), help="videos described together")
+                   default=argtypes.default_of(PrecomputeOptions, "chunk_videos"),
+                   help="videos described together (default %(default)s)")
     add_feature_arguments(p)
     add_agent_arguments(p)
     add_engine_arguments(p)
@@ -271,7 +277,9 @@ def precompute_on_ray_from_args(a: argparse.Namespace, opts):
 
 @subcommand("train", "train the AU Agent with a LLaMA-Factory recipe → checkpoint-best/ + agent_card.json")
 def _train(p: argparse.ArgumentParser) -> Handler:
-    p.add_argument("--recipe", default="qwen2.5_7b_lora_sft",
+    from llamafactory_configs.train import TrainOptions
+
+    p.add_argument("--recipe", default=argtypes.default_of(TrainOptions, "recipe"),
                    help="recipe name in llamafactory_configs/ (qwen2.5_7b_lora_sft, qwen2.5_7b_qlora_sft, "
                         "qwen2.5_7b_lora_sft_8bit, qwen2.5_7b_lora_sft_ds_z2, qwen2.5_7b_lora_sft_ds_z3, "
                         "qwen2.5_7b_lora_sft_ray, "

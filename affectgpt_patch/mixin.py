@@ -1,7 +1,12 @@
 """The AU modality for AffectGPT's ``BaseDataset``, as a mixin placed first in the MRO.
 
-    class BaseDataset(AUDatasetMixin, BaseDataset): ...      # what `au-agent patch-affectgpt` installs
-    class AU_MERCaptionPlus(AUDatasetMixin, MERCaptionPlus_Dataset): ...   # or by hand, per dataset
+    class BaseDataset(UpstreamAUDatasetMixin, BaseDataset): ...   # upstream AffectGPT (no AU of its own)
+    class BaseDataset(AUForkSourceMixin, BaseDataset): ...        # the AU fork (its own AU modality)
+    class AU_MERCaptionPlus(UpstreamAUDatasetMixin, MERCaptionPlus_Dataset): ...   # or by hand, per dataset
+
+``au-agent patch-affectgpt`` installs them under their older names, ``AUDatasetMixin`` and ``AUSourceMixin``,
+which stay as aliases: checkouts patched before keep importing them, and ``--check`` / ``--revert`` keep
+recognising their edits.
 
 A ``face_or_frame`` mode with an ``au`` part (``multiface_audio_face_frame_au_text`` …; detected by splitting on
 ``_``, since "audio" contains "au") behaves like the same mode without it, plus AU:
@@ -33,7 +38,7 @@ while every sample has a precomputed feature.
 
 Settings are read with ``.get`` from ``dataset_cfg`` then ``model_cfg`` before ``BaseDataset.__init__`` runs
 (it calls ``__getitem__`` for debugging); at inference, where the dataset is built with no configs, the patched
-scripts call :meth:`AUSourceMixin.configure_au` with the inference, dataset and model configs, and attributes
+scripts call :meth:`AUForkSourceMixin.configure_au` with the inference, dataset and model configs, and attributes
 set by hand on the dataset (the seed's ``dataset_cls.use_au_agent = True``) work too.
 
 This module runs inside AffectGPT's process (Python 3.10, torch 2.4): it imports nothing heavy at import time.
@@ -131,7 +136,7 @@ def _sample_names(dataset: Any) -> List[str]:
 # ---- the mixins
 
 
-class AUSourceMixin:
+class AUForkSourceMixin:
     """AU settings and the seed guide's extraction methods; enough for a ``BaseDataset`` that already has its
     own AU modality (the AU fork), which calls :meth:`au_feature_for_sample` from its AU code. Where a
     feature comes from is :class:`~affectgpt_patch.features.FeatureSource`'s business; this class only maps
@@ -261,10 +266,10 @@ class AUSourceMixin:
 
 
 for _key, _default in SETTINGS.items():  # class-level defaults: what a dataset built with no configs sees
-    setattr(AUSourceMixin, _key, _default)
+    setattr(AUForkSourceMixin, _key, _default)
 
 
-class AUDatasetMixin(AUSourceMixin):
+class UpstreamAUDatasetMixin(AUForkSourceMixin):
     """The whole AU modality for an upstream ``BaseDataset`` (see the module docstring)."""
 
     fixed_model_au_width = None  # the installed AU branch takes au_feature_dim, and seeds a frozen projector
@@ -324,3 +329,8 @@ class AUDatasetMixin(AUSourceMixin):
                 masks[i, :n] = x["au_mask"] if x.get("au_mask") is not None else True
             batch["aus"], batch["au_masks"] = feats, masks
         return batch
+
+
+#: The names ``au-agent patch-affectgpt`` writes into checkouts (see the module docstring).
+AUDatasetMixin = UpstreamAUDatasetMixin
+AUSourceMixin = AUForkSourceMixin

@@ -127,7 +127,7 @@ def test_patched_training_path(tmp_path, samples, env, tiny_llm, data_dir, layou
     with imported(root, tiny_llm, data_dir) as ag:
         # the builder runs BaseDataset.__init__, whose debug __getitem__ + collater already need every AU setting
         dataset = ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()["train"]
-        assert type(dataset).__mro__[1].__name__ == "BaseDataset" and isinstance(dataset, mixin.AUDatasetMixin)
+        assert type(dataset).__mro__[1].__name__ == "BaseDataset" and isinstance(dataset, mixin.UpstreamAUDatasetMixin)
         assert dataset.needed_data == ["frame", "face", "audio", "au"]
         items = [dataset[i] for i in range(len(NAMES))]
         au_id = dataset.tokenizer.get_vocab()["<AUHere>"]
@@ -330,7 +330,7 @@ def test_fork_uses_the_agent_path(tmp_path, samples, env, tiny_llm, data_dir):
     apply(ds_cfg, env)
     with imported(root, tiny_llm, data_dir) as ag:
         dataset = ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()["train"]
-        assert isinstance(dataset, mixin.AUSourceMixin) and not isinstance(dataset, mixin.AUDatasetMixin)
+        assert isinstance(dataset, mixin.AUForkSourceMixin) and not isinstance(dataset, mixin.UpstreamAUDatasetMixin)
         item = dataset[NAMES.index("sample_00002")]
         np.testing.assert_array_equal(item["au"].numpy(), reference_features("sample_00002", samples, env).features)
         assert item["au_preextracted"] is True  # the fork's model accepts only "pre-extracted" AU features

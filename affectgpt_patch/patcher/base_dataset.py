@@ -5,8 +5,10 @@ dataset module imports ``BaseDataset`` from here, so every dataset class — tho
 instantiate and those ``inference_hybird.py`` builds with no arguments — gets the AU modality, and the mixin's
 methods run before the original ones.
 
-* upstream: :class:`~affectgpt_patch.mixin.AUDatasetMixin` (the whole AU modality);
-* the AU fork: :class:`~affectgpt_patch.mixin.AUSourceMixin` (settings and the seed's extraction methods) plus
+* upstream: :class:`~affectgpt_patch.mixin.UpstreamAUDatasetMixin` (the whole AU modality), installed as
+  ``AUDatasetMixin``;
+* the AU fork: :class:`~affectgpt_patch.mixin.AUForkSourceMixin` (settings and the seed's extraction methods),
+  installed as ``AUSourceMixin``, plus
   an agent branch at the head of the fork's own AU ``if``/``elif`` chain in ``read_frame_face_audio_text``,
   and the ``au_preextracted`` flag its model requires for CLIP features.
 """

@@ -1,0 +1,115 @@
+"""How the packages may depend on each other (see CONTRIBUTING.md):
+
+    au_core        imports none of the others
+    au_standins    au_core only (offline stand-ins for demo, bench and tests)
+    data_prep, llamafactory_configs, affectgpt_patch    au_core; never each other, never au_standins on import
+
+and the modules that run inside AffectGPT's environment import nothing heavy (torch, transformers, CLIP …) at
+import time: AffectGPT imports them for every dataset it builds, also where no AU feature is ever computed.
+
+Checked twice: statically (every import statement, also those inside functions) and in a fresh interpreter
+(``sys.modules`` after importing every module of a package).
+"""
+from __future__ import annotations
+
+import ast
+import json
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Set
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ("data_prep", "llamafactory_configs", "affectgpt_patch")
+ALLOWED: Dict[str, Set[str]] = {
+    "au_core": set(),
+    "au_standins": {"au_core"},
+    **{stage: {"au_core"} for stage in STAGES},
+}
+#: Lazy (inside a function) imports of the stand-ins that a stage may make: `au-agent smoke-affectgpt` builds
+#: its tiny models and media from them when it runs, never on import.
+LAZY_STANDINS = {"affectgpt_patch.smoke"}
+OURS = set(ALLOWED)
+#: What runs inside AffectGPT: the mixin and everything it reaches on import.
+AFFECTGPT_RUNTIME = ("affectgpt_patch.mixin", "affectgpt_patch.features", "affectgpt_patch.agent",
+                     "affectgpt_patch.clip_encoder", "affectgpt_patch.frames", "affectgpt_patch.cache",
+                     "affectgpt_patch.precompute", "au_core.agent_card", "au_core.openface", "au_core.mer_factory")
+HEAVY = ("torch", "transformers", "peft", "clip", "ray", "vllm", "llamafactory", "deepspeed",
+         "sacrebleu", "rouge_score", "matplotlib", "scipy", "pandas")
+
+
+def _modules(package: str) -> List[str]:
+    root = REPO / package
+    names = [package]
+    for info in pkgutil.walk_packages([str(root)], prefix=package + "."):
+        names.append(info.name)
+    return names
+
+
+def _imports(path: Path, module: str) -> List[tuple]:
+    """(imported module, line, inside a function?) for every import statement of a file."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = []
+
+    def visit(node: ast.AST, lazy: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = lazy or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+            if isinstance(child, ast.Import):
+                found.extend((alias.name, child.lineno, lazy) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                if child.level:
+                    base = package.split(".")
+                    base = base[: len(base) - child.level + 1]
+                    target = ".".join(base + ([child.module] if child.module else []))
+                else:
+                    target = child.module or ""
+                found.append((target, child.lineno, lazy))
+            visit(child, inner)
+
+    visit(tree, False)
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_no_import_statement_crosses_a_stage(package):
+    crossings = []
+    for path in sorted((REPO / package).rglob("*.py")):
+        rel = path.relative_to(REPO).with_suffix("")
+        module = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        for target, line, lazy in _imports(path, module):
+            top = target.split(".")[0]
+            if top not in OURS or top == package or top in ALLOWED[package]:
+                continue
+            if top == "au_standins" and lazy and any(module.startswith(p) for p in LAZY_STANDINS):
+                continue
+            crossings.append(f"{path.relative_to(REPO)}:{line} imports {target}")
+    assert not crossings, "\n".join(crossings)
+
+
+def _loaded_after_import(modules: List[str]) -> Set[str]:
+    code = ("import importlib, json, sys\n"
+            f"for name in {modules!r}:\n"
+            "    importlib.import_module(name)\n"
+            "print(json.dumps(sorted(sys.modules)))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}).stdout
+    return set(json.loads(out.splitlines()[-1]))
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_importing_a_package_loads_no_other_stage(package):
+    # every module, except the optional engines whose own dependency is the point of importing them
+    modules = [m for m in _modules(package) if m not in ("affectgpt_patch.ray_engine",)]
+    loaded = _loaded_after_import(modules)
+    foreign = sorted(m for m in loaded if m.split(".")[0] in OURS - {package} - ALLOWED[package])
+    assert not foreign, f"importing {package} loaded {foreign}"
+
+
+def test_runtime_inside_affectgpt_imports_nothing_heavy():
+    loaded = _loaded_after_import(list(AFFECTGPT_RUNTIME))
+    heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY)
+    assert not heavy, f"importing the AffectGPT runtime loaded {heavy}"
