@@ -48,6 +48,7 @@ def subcommand(name: str, help: str):
 
 @subcommand("prepare-data", "MER-Factory outputs → LLaMA-Factory instruction dataset")
 def _prepare_data(p: argparse.ArgumentParser) -> Handler:
+    from au_core import mer_factory
     from data_prep.build import PrepareOptions
 
     p.add_argument("--mer-factory-output", type=Path, help="MER-Factory output folder (searched recursively)")
@@ -62,7 +63,7 @@ def _prepare_data(p: argparse.ArgumentParser) -> Handler:
                    help="seed of the split and of --max-samples (default %(default)s)")
     p.add_argument("--max-samples", type=argtypes.int_range(1), help="keep at most this many records (a random sample)")
     p.add_argument("--text-key", default=argtypes.default_of(PrepareOptions, "text_key"),
-                   choices=["fine_grained_descriptions", "summary_description"],
+                   choices=mer_factory.TEXT_KEYS,
                    help="which per-frame text to train on (per-frame MER-Factory variant; default %(default)s)")
     p.add_argument("--keep-temporal", action="store_true",
                    help="keep descriptions that refer to other frames or to time (dropped by default)")
@@ -202,7 +203,8 @@ def add_feature_arguments(p: argparse.ArgumentParser) -> None:
                    default=argtypes.default_of(FeatureSettings, "sampling"),
                    help="uniform: AffectGPT's frame indices; peaks: MER-Factory's emotion peaks; all: every frame "
                         "(default %(default)s)")
-    g.add_argument("--clip-model", default=DEFAULT_CLIP, help="CLIP model name or a local .pt file (default %(default)s)")
+    g.add_argument("--clip-model", default=DEFAULT_CLIP,
+                   help="CLIP model name or a local .pt file (default %(default)s)")
     g.add_argument("--clip-device", type=argtypes.device, help="device for CLIP (default: cuda when available)")
     add_min_confidence_argument(g)
 
@@ -378,19 +380,19 @@ def _patch_affectgpt(p: argparse.ArgumentParser) -> Handler:
 def _smoke_affectgpt(p: argparse.ArgumentParser) -> Handler:
     from affectgpt_patch.smoke import SmokeOptions
 
-    defaults = SmokeOptions(checkout=Path("."))
     p.add_argument("path", type=Path, help="the AffectGPT checkout (never modified: a temporary copy is used)")
-    p.add_argument("--steps", type=argtypes.int_range(1), default=defaults.steps,
+    p.add_argument("--steps", type=argtypes.int_range(1), default=argtypes.default_of(SmokeOptions, "steps"),
                    help="training steps (default %(default)s)")
     p.add_argument("--config", help="an AU training config of the checkout (default: the one the patcher writes)")
     p.add_argument("--keep", action="store_true", help="keep the temporary copy, logs and probes for inspection")
-    p.add_argument("--device", type=argtypes.device, default=defaults.device,
-                   help="cpu (default) or cuda: the same check with real kernels")
+    p.add_argument("--device", type=argtypes.device, default=argtypes.default_of(SmokeOptions, "device"),
+                   help="cpu or cuda: the same check with real kernels (default %(default)s)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. au_fusion_type=mean, num_au_query_token=3, "
                         "frozen_au_proj=true, run.batch_size_train=3 (repeatable)")
-    p.add_argument("--clip-width", type=argtypes.int_range(8, 4096), default=defaults.clip_width,
-                   help="AU feature width of the tiny CLIP (512 like ViT-B/32, 768 like ViT-L/14)")
+    p.add_argument("--clip-width", type=argtypes.int_range(8, 4096),
+                   default=argtypes.default_of(SmokeOptions, "clip_width"),
+                   help="AU feature width of the tiny CLIP (512 like ViT-B/32, 768 like ViT-L/14; default %(default)s)")
 
     def run(a: argparse.Namespace) -> int:
         from affectgpt_patch.smoke import run_smoke
@@ -445,9 +447,9 @@ def _inspect(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("input", type=Path, help="a precompute features folder, a describe .jsonl file or an eval folder")
     p.add_argument("--openface-dir", type=Path, help="OpenFace CSVs {name}.csv, for full AU × frame heatmaps")
     p.add_argument("--out", type=Path, help="HTML file (default: INPUT/report.html, or INPUT.html for a file)")
-    p.add_argument("--videos", type=int, default=InspectOptions.videos,
+    p.add_argument("--videos", type=int, default=argtypes.default_of(InspectOptions, "videos"),
                    help="videos (eval: records) drawn in detail; the summary covers all (default %(default)s)")
-    p.add_argument("--sort", choices=SORT_ORDERS, default=InspectOptions.sort,
+    p.add_argument("--sort", choices=SORT_ORDERS, default=argtypes.default_of(InspectOptions, "sort"),
                    help="order of the videos: most masked / least faithful first, by name, or most active AUs "
                         "first (default %(default)s)")
 

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from au_core import atomic, contract
+from au_core import atomic, contract, mer_factory
 from au_core.errors import AUAgentError
 from au_core.openface import DEFAULT_MIN_CONFIDENCE, OpenFaceTrack, read_openface_csv
 
@@ -281,10 +281,10 @@ class SourceSettings:
     au_precomputed_dir: Optional[str] = None  # {name}.npy/.json from `au-agent precompute`
     openface_output_dir: Optional[str] = None  # {name}.csv from OpenFace FeatureExtraction -aus
     mer_factory_output: Optional[str] = None  # {name}/{name}_au_analysis.json
-    au_json_text_key: str = "fine_grained_descriptions"  # summary_description only when asked for
+    au_json_text_key: str = mer_factory.DEFAULT_TEXT_KEY  # summary_description only when asked for
     au_frames: Optional[int] = None  # T; None: AffectGPT's n_frms
-    au_sampling: str = "uniform"
-    au_min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    au_sampling: str = FeatureSettings.sampling
+    au_min_confidence: float = FeatureSettings.min_confidence
     au_clip_model: str = DEFAULT_CLIP
     au_feature_dim: Optional[int] = None  # the AU branch's input width (model config); None: the CLIP's
     au_max_missing: float = 0.05  # the largest fraction of samples allowed to have no AU source
@@ -556,7 +556,6 @@ class FeatureSource:
     def from_json(self, name: str) -> Optional[VideoFeatures]:
         """MER-Factory's per-frame descriptions (``au_json_text_key`` only) → CLIP, with the same frame
         selection and T as the agent path."""
-        from au_core import mer_factory
         from au_core.record import load_json
 
         path = self.json_path(name)

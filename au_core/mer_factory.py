@@ -17,7 +17,9 @@ from .openface import frame_number
 from .record import FrameRecord
 
 NAME = "per_frame"
+#: The per-frame texts a file may hold; the first, the teacher's own, is the default everywhere.
 TEXT_KEYS = ("fine_grained_descriptions", "summary_description")
+DEFAULT_TEXT_KEY = TEXT_KEYS[0]
 
 # What cleaning changes without dropping (a key of prepare-data's stats["notes"]).
 CHAT_PREFIX_STRIPPED = "leaked chat prefix stripped from description"
@@ -28,7 +30,7 @@ def matches(data: Any) -> bool:
     return isinstance(data, dict) and "per_frame_au_descriptions" in data
 
 
-def read(path: Path, data: Mapping[str, Any], video: str, text_key: str = "fine_grained_descriptions") -> Iterator[FrameRecord]:
+def read(path: Path, data: Mapping[str, Any], video: str, text_key: str = DEFAULT_TEXT_KEY) -> Iterator[FrameRecord]:
     entries = data.get("per_frame_au_descriptions")
     if not isinstance(entries, list):
         raise AUAgentError("'per_frame_au_descriptions' is not a list", path)

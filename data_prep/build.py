@@ -22,7 +22,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 from tqdm import tqdm
 
-from au_core import atomic, contract, fidelity
+from au_core import atomic, contract, fidelity, mer_factory
 from au_core.errors import AUAgentError
 from au_core.openface import DEFAULT_MIN_CONFIDENCE
 
@@ -47,7 +47,7 @@ class PrepareOptions:
     val_ratio: float = 0.05
     seed: int = 42
     max_samples: Optional[int] = None
-    text_key: str = "fine_grained_descriptions"
+    text_key: str = mer_factory.DEFAULT_TEXT_KEY
     keep_temporal: bool = False
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     min_fidelity: Optional[float] = None

@@ -47,7 +47,7 @@ def find_mer_factory_files(root: os.PathLike) -> List[Path]:
     return found
 
 
-def read_mer_factory_output(root: os.PathLike, text_key: str = "fine_grained_descriptions",
+def read_mer_factory_output(root: os.PathLike, text_key: str = per_frame.DEFAULT_TEXT_KEY,
                             progress: bool = True) -> Iterator[FrameRecord]:
     """Every frame record found in a MER-Factory output folder, whatever mix of schemas it holds."""
     files = find_mer_factory_files(root)
