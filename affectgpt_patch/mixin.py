@@ -48,26 +48,28 @@ from typing import Any, Dict, List, Optional
 
 from au_core.errors import AUAgentError
 
+from .branch_template import branch_constants
 from .config_access import config_get
 from .features import FeatureSource, SourceSettings
 
 log = logging.getLogger(__name__)
 
-AU_PATCH_TOKEN = "<AUHere>"
+_BRANCH = branch_constants()  # the installed AU branch's token and defaults, read from its template
+AU_PATCH_TOKEN: str = _BRANCH["AU_PATCH_TOKEN"]
 DEFAULT_FRAMES = 8  # AffectGPT's n_frms
 AU_PROMPT = f"The facial action units of the person, described frame by frame, are: <AU>{AU_PATCH_TOKEN}</AU>. "
 _PROMPT_ANCHORS = ("The subtitle of this video is", "Now, please answer")
 
 #: The AU settings and their defaults (class attributes, so a dataset built without configs has them): the
 #: feature source's (:class:`~affectgpt_patch.features.SourceSettings`), the seed's agent keys and the number
-#: of AU tokens. The agent's other keys (``au_agent_dir``, ``au_agent_backend``, ``au_agent_cache_dir`` …) are
-#: read as well: see ``affectgpt_patch.agent.config.CONFIG_KEYS``.
+#: of AU tokens (the AU branch's default). The agent's other keys (``au_agent_dir``, ``au_agent_backend``,
+#: ``au_agent_cache_dir`` …) are read as well: see ``affectgpt_patch.agent.config.CONFIG_KEYS``.
 SETTINGS: Dict[str, Any] = {
     **{f.name: f.default for f in fields(SourceSettings)},
     "au_agent_base_model": None,  # the seed's keys; or au_agent_dir: an `au-agent train` output
     "au_agent_lora_weights": None,
     "au_agent_use_lora": True,
-    "num_au_query_token": 1,
+    "num_au_query_token": _BRANCH["DEFAULTS"]["num_au_query_token"],
 }
 
 

@@ -100,7 +100,7 @@ def parse_overrides(items: Sequence[str]) -> List[Tuple[str, Any]]:
 
 
 def _model_keys() -> set:
-    from ..patcher.templates import branch_constants
+    from ..branch_template import branch_constants
 
     return set(branch_constants()["DEFAULTS"])
 
