@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from au_core import atomic, contract
+from au_core import atomic, contract, mer_factory
 from au_core.errors import AUAgentError
 from au_core.openface import DEFAULT_MIN_CONFIDENCE, OpenFaceTrack, read_openface_csv
 
@@ -290,8 +290,6 @@ class SourceSettings:
     au_max_missing: float = 0.05  # the largest fraction of samples allowed to have no AU source
 
 
-JSON_SUFFIXES = ("_au_analysis", "_au_data")
-
 _LOCK = threading.Lock()
 _MODELS: Dict[Tuple, Any] = {}
 _WARNED: set = set()
@@ -547,7 +545,7 @@ class FeatureSource:
         folders = ([os.path.join(root, self.dataset, name)] if isinstance(self.dataset, str) else []) \
             + [os.path.join(root, name)]
         for folder in folders:
-            for suffix in JSON_SUFFIXES:
+            for suffix in mer_factory.SUFFIXES:
                 path = os.path.join(folder, f"{name}{suffix}.json")
                 if os.path.isfile(path):
                     return path
@@ -556,7 +554,6 @@ class FeatureSource:
     def from_json(self, name: str) -> Optional[VideoFeatures]:
         """MER-Factory's per-frame descriptions (``au_json_text_key`` only) → CLIP, with the same frame
         selection and T as the agent path."""
-        from au_core import mer_factory
         from au_core.record import load_json
 
         path = self.json_path(name)
