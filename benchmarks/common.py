@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import cProfile
-import hashlib
 import io
 import json
 import logging
@@ -21,6 +20,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+
+from au_core import atomic
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ def cached_inputs(folder: Path, params: Dict[str, Any], build: Callable[[Path], 
 
 def source_digest(module: Any) -> str:
     """A short hash of a module's source: cached inputs built by changed code are rebuilt."""
-    return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()[:12]
+    return atomic.file_digest(module.__file__)[:12]
 
 
 def fresh_dir(path: Path) -> Path:
