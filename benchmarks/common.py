@@ -16,6 +16,7 @@ import os
 import platform
 import pstats
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +31,15 @@ MARKER = "bench_inputs.json"
 
 class BenchError(RuntimeError):
     """A benchmark could not run or its results are wrong (not merely slow)."""
+
+
+def exit_status(prog: str, command: Callable[[], int]) -> int:
+    """``command()``'s exit status; a :class:`BenchError` ends it with one line on stderr and status 2."""
+    try:
+        return command()
+    except BenchError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
 
 
 @dataclass
