@@ -21,7 +21,6 @@ Written to ``--out``: ``report.md``, ``report.json`` (deterministic except its `
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -246,7 +245,7 @@ def evaluate(opts: EvalOptions, agent, records: Optional[List[EvalRecord]] = Non
         "lexicon_version": fidelity.LEXICON_VERSION,
         "dataset": {
             "path": str(opts.dataset),
-            "sha1": hashlib.sha1(Path(opts.dataset).read_bytes()).hexdigest(),
+            "sha1": atomic.file_digest(opts.dataset, "sha1"),
             "records": len(records),
             "limit": opts.limit,
             "distinct_inputs": len(set(inputs)),

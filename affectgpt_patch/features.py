@@ -290,8 +290,6 @@ class SourceSettings:
     au_max_missing: float = 0.05  # the largest fraction of samples allowed to have no AU source
 
 
-JSON_SUFFIXES = ("_au_analysis", "_au_data")
-
 _LOCK = threading.Lock()
 _MODELS: Dict[Tuple, Any] = {}
 _WARNED: set = set()
@@ -547,7 +545,7 @@ class FeatureSource:
         folders = ([os.path.join(root, self.dataset, name)] if isinstance(self.dataset, str) else []) \
             + [os.path.join(root, name)]
         for folder in folders:
-            for suffix in JSON_SUFFIXES:
+            for suffix in mer_factory.SUFFIXES:
                 path = os.path.join(folder, f"{name}{suffix}.json")
                 if os.path.isfile(path):
                     return path

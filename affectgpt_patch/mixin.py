@@ -53,25 +53,28 @@ from typing import Any, Dict, List, Optional
 
 from au_core.errors import AUAgentError
 
+from .branch_template import branch_constants
+from .config_access import config_get
 from .features import FeatureSource, SourceSettings
 
 log = logging.getLogger(__name__)
 
-AU_PATCH_TOKEN = "<AUHere>"
+_BRANCH = branch_constants()  # the installed AU branch's token and defaults, read from its template
+AU_PATCH_TOKEN: str = _BRANCH["AU_PATCH_TOKEN"]
 DEFAULT_FRAMES = 8  # AffectGPT's n_frms
 AU_PROMPT = f"The facial action units of the person, described frame by frame, are: <AU>{AU_PATCH_TOKEN}</AU>. "
 _PROMPT_ANCHORS = ("The subtitle of this video is", "Now, please answer")
 
 #: The AU settings and their defaults (class attributes, so a dataset built without configs has them): the
 #: feature source's (:class:`~affectgpt_patch.features.SourceSettings`), the seed's agent keys and the number
-#: of AU tokens. The agent's other keys (``au_agent_dir``, ``au_agent_backend``, ``au_agent_cache_dir`` …) are
-#: read as well: see ``affectgpt_patch.agent.config.CONFIG_KEYS``.
+#: of AU tokens (the AU branch's default). The agent's other keys (``au_agent_dir``, ``au_agent_backend``,
+#: ``au_agent_cache_dir`` …) are read as well: see ``affectgpt_patch.agent.config.CONFIG_KEYS``.
 SETTINGS: Dict[str, Any] = {
     **{f.name: f.default for f in fields(SourceSettings)},
     "au_agent_base_model": None,  # the seed's keys; or au_agent_dir: an `au-agent train` output
     "au_agent_lora_weights": None,
     "au_agent_use_lora": True,
-    "num_au_query_token": 1,
+    "num_au_query_token": _BRANCH["DEFAULTS"]["num_au_query_token"],
 }
 
 
@@ -103,19 +106,6 @@ def name_from_paths(video_path: Any = None, audio_path: Any = None, face_npy: An
     return None
 
 
-def _get(source: Any, key: str) -> Any:
-    """``source.get(key)`` for dicts and OmegaConf nodes (attribute access to a missing key raises there)."""
-    if source is None:
-        return None
-    getter = getattr(source, "get", None)
-    if callable(getter):
-        try:
-            return getter(key)
-        except Exception:  # noqa: BLE001 - a config object without the key
-            return None
-    return getattr(source, key, None)
-
-
 def _setting_keys() -> List[str]:
     from .agent.config import CONFIG_KEYS
 
@@ -124,7 +114,7 @@ def _setting_keys() -> List[str]:
 
 def _n_frms(model_cfg: Any) -> Optional[int]:
     """``model.vis_processor.train.n_frms``: AffectGPT's T, known before ``BaseDataset.__init__`` sets it."""
-    value = _get(_get(_get(model_cfg, "vis_processor"), "train"), "n_frms")
+    value = config_get(config_get(config_get(model_cfg, "vis_processor"), "train"), "n_frms")
     return int(value) if isinstance(value, int) else None
 
 
@@ -151,7 +141,7 @@ class AUForkSourceMixin:
         n_frms = _n_frms(model_cfg)
         if n_frms is not None and getattr(self, "n_frms", None) is None:
             self.n_frms = n_frms  # BaseDataset.__init__ sets the same value later
-        wanted = is_au_mode(_get(dataset_cfg, "face_or_frame"))
+        wanted = is_au_mode(config_get(dataset_cfg, "face_or_frame"))
         self.configure_au(dataset_cfg, model_cfg, wanted=wanted)
         if wanted:
             self._check_model_side(model_cfg)
@@ -166,7 +156,7 @@ class AUForkSourceMixin:
         """
         for key in _setting_keys():
             for source in sources:
-                value = _get(source, key)
+                value = config_get(source, key)
                 if value is not None:
                     setattr(self, key, value)
                     break
@@ -214,7 +204,7 @@ class AUForkSourceMixin:
         another projector than training)."""
         if self.fixed_model_au_width is None:
             return
-        width = _get(model_cfg, "au_feature_dim") or self.au_feature_dim
+        width = config_get(model_cfg, "au_feature_dim") or self.au_feature_dim
         if self._owns_au_sources() and self.au_source._computes():
             width = self.au_source.clip.dim
         if width is not None and int(width) != self.fixed_model_au_width:
@@ -222,7 +212,7 @@ class AUForkSourceMixin:
                                f"(au_hidden_size in my_affectgpt/models/affectgpt.py) but the features are "
                                f"{int(width)}-d (au_clip_model {self.au_clip_model}): use a "
                                f"{self.fixed_model_au_width}-d CLIP such as ViT-B/32 with this checkout")
-        if _get(model_cfg, "frozen_au_proj"):
+        if config_get(model_cfg, "frozen_au_proj"):
             raise AUAgentError("frozen_au_proj: true in this checkout's AU model gives inference another "
                                "projector than training (it is initialised randomly and the runner saves "
                                "trainable weights only): set model.frozen_au_proj to false")

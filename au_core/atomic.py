@@ -26,12 +26,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 from .errors import AUAgentError
 
 PathLike = Union[str, os.PathLike]
-_encode_str = json.encoder.encode_basestring  # json's C encoder (ensure_ascii=False)
 
 # ------------------------------------------------------------------------------------------ fault points
 
@@ -221,35 +220,6 @@ def write_text(path: PathLike, text: str) -> None:
 def dumps_json(obj: Any, indent: Union[int, None] = 2) -> str:
     """The project's canonical JSON text: stable key order as given, UTF-8, trailing newline."""
     return json.dumps(obj, ensure_ascii=False, indent=indent) + "\n"
-
-
-def json_fields(record: Mapping[str, Any]) -> List[str]:
-    """The ``"key": value`` texts of a flat record (str/int/float/bool/None values), as ``json.dumps`` writes
-    them, for :func:`json_list_item` and :func:`json_line`. Large record lists are written this way because
-    ``json.dumps(..., indent=...)`` runs json's pure-Python encoder (about 20 µs a record)."""
-    return [f"{_encode_str(k)}: {_json_scalar(v)}" for k, v in record.items()]
-
-
-def _json_scalar(value: Any) -> str:
-    if isinstance(value, str):
-        return _encode_str(value)
-    return int.__repr__(value) if type(value) is int else json.dumps(value)
-
-
-def json_list_item(fields: List[str], indent: int = 2) -> str:
-    """One record exactly as ``dumps_json(list_of_records, indent)`` writes it inside the list."""
-    pad = " " * indent
-    return f"{pad}{{\n{pad}{pad}" + f",\n{pad}{pad}".join(fields) + f"\n{pad}}}" if fields else f"{pad}{{}}"
-
-
-def json_line(fields: List[str]) -> str:
-    """One record exactly as ``json.dumps(record, ensure_ascii=False)`` writes it (a JSONL line)."""
-    return "{" + ", ".join(fields) + "}"
-
-
-def json_list(items: List[str]) -> str:
-    """``dumps_json(records)``, byte for byte, from the :func:`json_list_item` texts of the records."""
-    return "[\n" + ",\n".join(items) + "\n]\n" if items else "[]\n"
 
 
 def write_json(path: PathLike, obj: Any, indent: Union[int, None] = 2) -> None:

@@ -17,6 +17,9 @@ from .openface import frame_number
 from .record import FrameRecord
 
 NAME = "per_frame"
+#: How the file names end (``<name>_au_analysis.json``, ``<name>_au_data.json``); upstream MER-Factory's AU
+#: pipeline names its files the same way, with other keys inside.
+SUFFIXES = ("_au_analysis", "_au_data")
 #: The per-frame texts a file may hold; the first, the teacher's own, is the default everywhere.
 TEXT_KEYS = ("fine_grained_descriptions", "summary_description")
 DEFAULT_TEXT_KEY = TEXT_KEYS[0]

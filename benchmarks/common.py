@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import cProfile
-import hashlib
 import io
 import json
 import logging
@@ -17,10 +16,13 @@ import os
 import platform
 import pstats
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+
+from au_core import atomic
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,15 @@ MARKER = "bench_inputs.json"
 
 class BenchError(RuntimeError):
     """A benchmark could not run or its results are wrong (not merely slow)."""
+
+
+def exit_status(prog: str, command: Callable[[], int]) -> int:
+    """``command()``'s exit status; a :class:`BenchError` ends it with one line on stderr and status 2."""
+    try:
+        return command()
+    except BenchError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
 
 
 @dataclass
@@ -191,7 +202,7 @@ def cached_inputs(folder: Path, params: Dict[str, Any], build: Callable[[Path], 
 
 def source_digest(module: Any) -> str:
     """A short hash of a module's source: cached inputs built by changed code are rebuilt."""
-    return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()[:12]
+    return atomic.file_digest(module.__file__)[:12]
 
 
 def fresh_dir(path: Path) -> Path:

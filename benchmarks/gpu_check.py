@@ -49,7 +49,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .common import BenchError, Stopwatch, as_jsonable, cached_inputs, machine_info, source_digest, text_table
+from .common import (BenchError, Stopwatch, as_jsonable, cached_inputs, exit_status, machine_info, source_digest,
+                     text_table)
 
 log = logging.getLogger(__name__)
 
@@ -713,16 +714,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from .run import OFFLINE_ENV
+    from .run import start_run
 
     args = build_parser().parse_args(argv)
-    for key, value in OFFLINE_ENV.items():
-        os.environ.setdefault(key, value)
+    start_run(args.quiet)
     from affectgpt_patch.agent.hf import CUBLAS_WORKSPACE
 
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)  # before the first CUDA matmul
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
-                        stream=sys.stderr)
     try:
         env = environment()
     except BenchError as e:
@@ -730,12 +728,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     opts = GpuCheckOptions(out=args.out, inputs=args.inputs, max_new_tokens=args.max_new_tokens,
                            regenerate=args.regenerate)
+    return exit_status("gpu-check", lambda: _check_and_report(opts, env))
+
+
+def _check_and_report(opts: GpuCheckOptions, env: Dict[str, Any]) -> int:
     started = time.perf_counter()
-    try:
-        rows = run_checks(opts)
-    except BenchError as e:
-        print(f"gpu-check: error: {e}", file=sys.stderr)
-        return 2
+    rows = run_checks(opts)
     doc = write_report(opts.out / REPORT, rows, env, opts, time.perf_counter() - started)
     print(f"\nau-agent gpu-check on {env['gpu']} (CUDA {env['cuda']}, torch {env['torch']}), {doc['seconds']} s")
     print(render_table(rows))

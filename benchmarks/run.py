@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-from .common import BenchError, BenchResult, as_jsonable, format_table, machine_info
+from .common import BenchResult, as_jsonable, exit_status, format_table, machine_info
 
 log = logging.getLogger("benchmarks")
 
@@ -181,18 +181,23 @@ def write_results(path: Path, args: argparse.Namespace, results: List[BenchResul
     return doc
 
 
+def start_run(quiet: bool) -> None:
+    """What every benchmark command does first: nothing is downloaded (also when run without make), and log
+    lines go to stderr, warnings only with ``quiet``."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    for key, value in OFFLINE_ENV.items():  # nothing is downloaded, also when run without make
-        os.environ.setdefault(key, value)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
-                        stream=sys.stderr)
+    start_run(args.quiet)
+    return exit_status("benchmarks", lambda: _run_and_report(args))
+
+
+def _run_and_report(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    try:
-        results = run_benchmarks(args)
-    except BenchError as e:
-        print(f"benchmarks: error: {e}", file=sys.stderr)
-        return 2
+    results = run_benchmarks(args)
     out = args.out / ("results_gpu.json" if args.gpu else "results.json")
     doc = write_results(out, args, results, started)
     machine = doc["machine"]

@@ -26,7 +26,7 @@ from au_core import atomic, contract, fidelity, mer_factory
 from au_core.errors import AUAgentError
 from au_core.openface import DEFAULT_MIN_CONFIDENCE
 
-from . import clean
+from . import clean, json_records
 from .sources import FrameRecord, read_alpaca, read_mer_factory_output
 
 log = logging.getLogger(__name__)
@@ -175,13 +175,13 @@ def _alpaca(records: List[clean.CleanRecord]) -> List[Dict[str, object]]:
 def _write_dataset(stage: Path, kept, train, val, stats) -> None:
     # Every record is encoded once; its text serves the full file and its split (train and val are subsets
     # of kept, the same objects).
-    fields = [atomic.json_fields(a) for a in _alpaca(kept)]
-    blocks = {id(r): atomic.json_list_item(f) for r, f in zip(kept, fields)}
+    fields = [json_records.json_fields(a) for a in _alpaca(kept)]
+    blocks = {id(r): json_records.json_list_item(f) for r, f in zip(kept, fields)}
     files = {
-        "au_instruction_dataset.json": atomic.json_list(list(blocks.values())),
-        "au_instruction_dataset.jsonl": "".join(atomic.json_line(f) + "\n" for f in fields),
-        DATASET_FILES[TRAIN_SPLIT]: atomic.json_list([blocks[id(r)] for r in train]),
-        DATASET_FILES[VAL_SPLIT]: atomic.json_list([blocks[id(r)] for r in val]),
+        "au_instruction_dataset.json": json_records.json_list(list(blocks.values())),
+        "au_instruction_dataset.jsonl": "".join(json_records.json_line(f) + "\n" for f in fields),
+        DATASET_FILES[TRAIN_SPLIT]: json_records.json_list([blocks[id(r)] for r in train]),
+        DATASET_FILES[VAL_SPLIT]: json_records.json_list([blocks[id(r)] for r in val]),
         "contract.json": atomic.dumps_json(contract.describe()),
         "stats.json": atomic.dumps_json(stats),
         "stats.md": stats_markdown(stats),

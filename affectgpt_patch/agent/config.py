@@ -17,10 +17,12 @@ import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from au_core import atomic, contract
 from au_core.errors import AUAgentError
+
+from ..config_access import config_get
 
 if TYPE_CHECKING:
     from au_core.agent_card import AgentCard
@@ -95,18 +97,6 @@ class AgentConfig:
         return settings
 
 
-def _get(cfg: Any, key: str) -> Any:
-    if isinstance(cfg, Mapping):
-        return cfg.get(key)
-    getter = getattr(cfg, "get", None)
-    if callable(getter):  # OmegaConf DictConfig: attribute access to a missing key raises
-        try:
-            return getter(key)
-        except Exception:  # noqa: BLE001 - any config object without the key
-            pass
-    return getattr(cfg, key, None)
-
-
 def agent_config(cfg: Any = None, **overrides: Any) -> AgentConfig:
     """Build an :class:`AgentConfig`. ``overrides`` use the field names and win over ``cfg``."""
     values: Dict[str, Any] = {}
@@ -116,7 +106,7 @@ def agent_config(cfg: Any = None, **overrides: Any) -> AgentConfig:
         values = dataclasses.asdict(cfg)
     elif cfg is not None:
         for key, name in CONFIG_KEYS.items():
-            value = _get(cfg, key)
+            value = config_get(cfg, key)
             if value is not None:
                 values[name] = value
     values.update({k: v for k, v in overrides.items() if v is not None})

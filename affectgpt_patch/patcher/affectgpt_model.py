@@ -14,9 +14,9 @@ from __future__ import annotations
 import ast
 from typing import Optional
 
-from .edit import Edit, FilePatch
-from .source import (Change, Mismatch, Source, append_to_list, dotted, embed_statement, first_base_is, has_method,
-                     is_call_to, method, param_names, prepend_base, splice_list, walk_stmts, zeroes)
+from .edit import Edit, FilePatch, mixin_edits
+from .source import (Change, Mismatch, Source, append_to_list, dotted, embed_statement, has_method, is_call_to, method,
+                     param_names, splice_list, walk_stmts, zeroes)
 
 PATH = "my_affectgpt/models/affectgpt.py"
 MODULE = "my_affectgpt.models.au_branch"
@@ -37,17 +37,9 @@ def has_model_au(src: Source) -> bool:
         isinstance(n, ast.Attribute) and n.attr == "AU_PATCH_TOKEN_ID" for n in ast.walk(cls))
 
 
-def _import(src: Source) -> Optional[Change]:
-    return src.ensure_import(MODULE, MIXIN, "au_branch_settings")
-
-
-def _bases(src: Source) -> Optional[Change]:
-    cls = model_class(src)
-    if first_base_is(cls, MIXIN):
-        return None
+def _refuse_own_branch(cls: ast.ClassDef) -> None:
     if has_method(cls, "encode_au_merge"):
         raise Mismatch(f"{CLASS} already has an AU branch (encode_au_merge) of its own")
-    return prepend_base(src, cls, MIXIN)
 
 
 def _from_config(src: Source) -> Optional[Change]:
@@ -94,8 +86,8 @@ def _forward_splice(src: Source) -> Optional[Change]:
 
 def patch(variant: str) -> FilePatch:
     return FilePatch(PATH, (
-        Edit(f"import {MIXIN} from {MODULE}", _import),
-        Edit(f"put {MIXIN} first among {CLASS}'s bases", _bases),
+        *mixin_edits(MODULE, MIXIN, CLASS, model_class, also_import=("au_branch_settings",),
+                     refuse=_refuse_own_branch),
         Edit("build the AU branch in from_config()", _from_config),
         Edit("encode AU features and zero <AUHere> ids in forward()", _forward_encode),
         Edit("splice AU tokens in forward()", _forward_splice),

@@ -151,7 +151,8 @@ def _header(title: str, base: str, extra: str = "") -> str:
             f"model.au_feature_dim)\n"
             f"#   au_max_missing       largest fraction of samples without AU features (default "
             f"{SourceSettings.au_max_missing}; more is an error)\n"
-            "#   model.num_au_query_token / au_fusion_type (mean|attention) / frozen_au_proj: the AU branch\n"
+            f"#   model.num_au_query_token / au_fusion_type ({'|'.join(branch_constants()['FUSION_TYPES'])}) / "
+            f"frozen_au_proj: the AU branch\n"
             "#   model.au_feature_dim (the CLIP width) / au_init_seed (the AU branch's initial weights)\n"
             + extra + "\n")
 

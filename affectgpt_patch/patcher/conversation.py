@@ -12,9 +12,9 @@ import ast
 from typing import Optional
 
 from .affectgpt_model import MODULE
-from .edit import Edit, FilePatch
-from .source import (Change, Mismatch, Source, append_to_list, calls_in, dotted, embed_statement, first_base_is,
-                     method, prepend_base, splice_list, zeroes)
+from .edit import Edit, FilePatch, mixin_edits
+from .source import (Change, Mismatch, Source, append_to_list, calls_in, dotted, embed_statement, method, splice_list,
+                     zeroes)
 
 PATH = "my_affectgpt/conversation/conversation_video.py"
 CLASS = "Chat"
@@ -23,15 +23,6 @@ MIXIN = "AUChatMixin"
 
 def _chat(src: Source) -> ast.ClassDef:
     return src.module_class(CLASS, "inference-time conversation with postprocess_* and answer_sample()")
-
-
-def _import(src: Source) -> Optional[Change]:
-    return src.ensure_import(MODULE, MIXIN)
-
-
-def _bases(src: Source) -> Optional[Change]:
-    cls = _chat(src)
-    return None if first_base_is(cls, MIXIN) else prepend_base(src, cls, MIXIN)
 
 
 def _replace_token(src: Source) -> Optional[Change]:
@@ -65,8 +56,7 @@ def _answer_splice(src: Source) -> Optional[Change]:
 
 def patch(variant: str) -> FilePatch:
     return FilePatch(PATH, (
-        Edit(f"import {MIXIN} from {MODULE}", _import),
-        Edit(f"put {MIXIN} first among {CLASS}'s bases", _bases),
+        *mixin_edits(MODULE, MIXIN, CLASS, _chat),
         Edit("expand <AUHere> in Chat.replace_token_for_multimodal()", _replace_token),
         Edit("zero <AUHere> ids in Chat.answer_sample()", _answer_zero),
         Edit("splice AU tokens in Chat.answer_sample()", _answer_splice),

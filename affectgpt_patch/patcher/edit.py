@@ -6,12 +6,13 @@ what it expected when the file does not have the structure the edit is anchored 
 """
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from au_core.errors import AUAgentError
 
-from .source import Change, Mismatch, Source
+from .source import Change, Mismatch, Source, first_base_is, prepend_base
 
 APPLIED, PENDING, CONFLICT = "applied", "pending", "conflict"
 
@@ -34,6 +35,28 @@ class EditState:
     what: str
     state: str  # APPLIED / PENDING / CONFLICT
     detail: str = ""
+
+
+def mixin_edits(module: str, mixin: str, class_name: str, find_class: Callable[[Source], ast.ClassDef],
+                also_import: Sequence[str] = (), refuse: Optional[Callable[[ast.ClassDef], None]] = None
+                ) -> Tuple[Edit, Edit]:
+    """The two edits that give a class of the checkout a mixin: import ``mixin`` (and ``also_import``) from
+    ``module``, then put it first among the bases of ``class_name`` (found by ``find_class``), so its methods
+    run before the checkout's. ``refuse`` raises :class:`~.source.Mismatch` for a class that must not get it."""
+
+    def add_import(src: Source) -> Optional[Change]:
+        return src.ensure_import(module, mixin, *also_import)
+
+    def put_first(src: Source) -> Optional[Change]:
+        cls = find_class(src)
+        if first_base_is(cls, mixin):
+            return None
+        if refuse is not None:
+            refuse(cls)
+        return prepend_base(src, cls, mixin)
+
+    return (Edit(f"import {mixin} from {module}", add_import),
+            Edit(f"put {mixin} first among {class_name}'s bases", put_first))
 
 
 def decode(data: bytes, path: str) -> str:

@@ -22,6 +22,7 @@ import traceback
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
+from ..branch_template import branch_constants
 from . import shims
 
 log = logging.getLogger(__name__)
@@ -230,7 +231,7 @@ def _answer_one(cfg_path: str, ckpt: str, out: Path, device: str, max_new_tokens
     au_llms = chat.postprocess_au(sample_data)[1]
     img_list = {"audio": audio_llms, "frame": frame_llms, "face": face_llms, "image": image_llms,
                 "multi": multi_llms, "au": au_llms}
-    token_id = model.llama_tokenizer.get_vocab().get("<AUHere>")
+    token_id = model.llama_tokenizer.get_vocab().get(branch_constants()["AU_PATCH_TOKEN"])
     _wrap_generate(chat, recorder, token_id, int(getattr(model, "num_au_query_token", 0)), au_llms)
     prompt = dataset_cls.get_prompt_for_multimodal(face_or_frame, subtitle, USER_MESSAGE)
     return chat.answer_sample(prompt=prompt, img_list=img_list, num_beams=1, temperature=1, do_sample=False,

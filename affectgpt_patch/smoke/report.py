@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 PASS, FAIL = "PASS", "FAIL"
 #: A gradient this much smaller than the branch's largest is rounding noise of a mathematically zero one
@@ -50,6 +50,11 @@ def _short(names: Sequence[str], limit: int = 3) -> str:
     return ", ".join(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
+def _with_names(detail: str, *groups: Tuple[str, Sequence[str]]) -> str:
+    """``detail`` followed by ``; label: names`` for each group of tensor names that is not empty."""
+    return detail + "".join(f"; {label}: {_short(names)}" for label, names in groups if names)
+
+
 def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
@@ -85,13 +90,9 @@ def training_rows(train: Mapping[str, Any], steps: int, changed: Optional[Mappin
         top = max((g for n in trainable for g in norms.get(n, []) if _finite(g)), default=0.0)
         zero = [n for n in trainable
                 if not any(_finite(g) and g > NEGLIGIBLE_GRADIENT * top and g > 0 for g in norms.get(n, []))]
-        detail = f"{len(trainable)} trainable AU tensors, max |grad| {top:.3g}"
-        if zero:
-            detail += f"; zero (or < {NEGLIGIBLE_GRADIENT:g} x max) gradient: {_short(zero)}"
-        if bad:
-            detail += f"; non-finite gradient: {_short(bad)}"
-        if frozen:
-            detail += f"; frozen: {_short(frozen)}"
+        detail = _with_names(f"{len(trainable)} trainable AU tensors, max |grad| {top:.3g}",
+                             (f"zero (or < {NEGLIGIBLE_GRADIENT:g} x max) gradient", zero),
+                             ("non-finite gradient", bad), ("frozen", frozen))
         rows.append(Row("AU branch got a gradient", bool(trainable) and not zero and not bad, detail))
     if all_frozen:
         unchanged = [n for n in frozen if changed and changed.get(n, False)]
@@ -104,8 +105,8 @@ def training_rows(train: Mapping[str, Any], steps: int, changed: Optional[Mappin
     else:
         unchanged = [n for n in trainable if not changed.get(n, False)]
         rows.append(Row("AU weights changed by training", bool(trainable) and not unchanged,
-                        f"{len(trainable) - len(unchanged)}/{len(trainable)} trainable AU tensors changed"
-                        + (f"; unchanged: {_short(unchanged)}" if unchanged else "")))
+                        _with_names(f"{len(trainable) - len(unchanged)}/{len(trainable)} trainable AU tensors changed",
+                                    ("unchanged", unchanged))))
     return rows
 
 
@@ -141,14 +142,9 @@ def checkpoint_row(ckpt_name: Optional[str], ckpt_equal: Optional[Mapping[str, O
     differ = [n for n, v in ckpt_equal.items() if v is False]
     ok = bool(ckpt_equal) and not absent and not differ
     saved = len(ckpt_equal) - len(absent) - len(rebuilt)
-    detail = f"{ckpt_name}: {saved}/{len(ckpt_equal)} AU tensors"
-    if rebuilt:
-        detail += f"; frozen, not saved by the runner, rebuilt from au_init_seed: {_short(rebuilt)}"
-    if absent:
-        detail += f"; missing: {_short(absent)}"
-    if differ:
-        detail += f"; differ from training: {_short(differ)}"
-    return Row(check, ok, detail)
+    return Row(check, ok, _with_names(f"{ckpt_name}: {saved}/{len(ckpt_equal)} AU tensors",
+                                      ("frozen, not saved by the runner, rebuilt from au_init_seed", rebuilt),
+                                      ("missing", absent), ("differ from training", differ)))
 
 
 def inference_weights_row(loaded_equal: Optional[Mapping[str, bool]], error: Optional[str]) -> Row:
@@ -156,9 +152,9 @@ def inference_weights_row(loaded_equal: Optional[Mapping[str, bool]], error: Opt
     if loaded_equal is None:
         return not_reached(check, error or "inference built no model")
     differ = [n for n, v in loaded_equal.items() if not v]
+    equal = len(loaded_equal) - len(differ)
     return Row(check, bool(loaded_equal) and not differ,
-               f"{len(loaded_equal) - len(differ)}/{len(loaded_equal)} AU tensors equal to the trained ones"
-               + (f"; different: {_short(differ)}" if differ else ""))
+               _with_names(f"{equal}/{len(loaded_equal)} AU tensors equal to the trained ones", ("different", differ)))
 
 
 def splice_row(expected: int, train_splices: Sequence[Mapping[str, Any]],

@@ -53,31 +53,22 @@ class SmokeOptions:
     python: str = sys.executable
 
 
+def _under_work(name: str) -> property:
+    """A read-only attribute: the folder ``name`` under the run's ``work``."""
+    return property(lambda run: run.work / name, doc=f"``work/{name}``")
+
+
 @dataclass
 class SmokeRun:
     """Where one run keeps its things (all under ``work``)."""
 
     work: Path
 
-    @property
-    def copy(self) -> Path:
-        return self.work / "checkout"
-
-    @property
-    def standins(self) -> Path:
-        return self.work / "standins"
-
-    @property
-    def data(self) -> Path:
-        return self.work / "data"
-
-    @property
-    def features(self) -> Path:
-        return self.work / "au_features"
-
-    @property
-    def probes(self) -> Path:
-        return self.work / "probes"
+    copy = _under_work("checkout")  # the patched copy of the checkout
+    standins = _under_work("standins")
+    data = _under_work("data")
+    features = _under_work("au_features")
+    probes = _under_work("probes")
 
 
 # ------------------------------------------------------------------------------------ config and overrides
@@ -100,7 +91,7 @@ def parse_overrides(items: Sequence[str]) -> List[Tuple[str, Any]]:
 
 
 def _model_keys() -> set:
-    from ..patcher.templates import branch_constants
+    from ..branch_template import branch_constants
 
     return set(branch_constants()["DEFAULTS"])
 

@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 __all__ = ["FrameRecord", "read_mer_factory_output", "read_alpaca", "find_mer_factory_files"]
 
 SKIP_DIRS = {"error_logs", ".llm_cache"}
-_AU_SUFFIXES = ("_au_analysis", "_au_data")
-_SUFFIXES = _AU_SUFFIXES + image_analysis.SUFFIXES + ("_merr_data", "_mer_data")
+_READERS = (per_frame, image_analysis, merr)  # each names the file-name suffixes of its schema
+_SUFFIXES = tuple(dict.fromkeys(suffix for reader in _READERS for suffix in reader.SUFFIXES))
 
 
 def find_mer_factory_files(root: os.PathLike) -> List[Path]:

@@ -11,13 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Iterator, Mapping, Optional
 
+from au_core import mer_factory
 from au_core.errors import AUAgentError
 from au_core.facs import normalize_code, parse_au_template
 from au_core.openface import frame_number
 from au_core.record import FrameRecord
 
 NAME = "merr"
-SUFFIXES = ("_merr_data", "_mer_data", "_au_analysis", "_au_data")
+#: The MER pipeline's files; the AU pipeline's are named like the per-frame variant's (told apart by their keys).
+SUFFIXES = ("_merr_data", "_mer_data") + mer_factory.SUFFIXES
 FACE_ONLY_TEXT_KEYS = ("llm_au_description",)
 
 
