@@ -51,18 +51,21 @@ import os
 from dataclasses import fields
 from typing import Any, Dict, List, Optional
 
+from au_core.argtypes import default_of
 from au_core.errors import AUAgentError
 
+from .agent.config import CONFIG_KEYS, AgentConfig
 from .branch_template import branch_constants
 from .config_access import config_get
-from .features import FeatureSource, SourceSettings
+from .features import FeatureSettings, FeatureSource, SourceSettings
 
 log = logging.getLogger(__name__)
 
 _BRANCH = branch_constants()  # the installed AU branch's token and defaults, read from its template
 AU_PATCH_TOKEN: str = _BRANCH["AU_PATCH_TOKEN"]
-DEFAULT_FRAMES = 8  # AffectGPT's n_frms
+DEFAULT_FRAMES = FeatureSettings.frames  # AffectGPT's n_frms, and precompute's T
 AU_PROMPT = f"The facial action units of the person, described frame by frame, are: <AU>{AU_PATCH_TOKEN}</AU>. "
+SEED_AGENT_KEYS = ("au_agent_base_model", "au_agent_lora_weights", "au_agent_use_lora")
 _PROMPT_ANCHORS = ("The subtitle of this video is", "Now, please answer")
 
 #: The AU settings and their defaults (class attributes, so a dataset built without configs has them): the
@@ -71,9 +74,8 @@ _PROMPT_ANCHORS = ("The subtitle of this video is", "Now, please answer")
 #: ``au_agent_cache_dir`` …) are read as well: see ``affectgpt_patch.agent.config.CONFIG_KEYS``.
 SETTINGS: Dict[str, Any] = {
     **{f.name: f.default for f in fields(SourceSettings)},
-    "au_agent_base_model": None,  # the seed's keys; or au_agent_dir: an `au-agent train` output
-    "au_agent_lora_weights": None,
-    "au_agent_use_lora": True,
+    # the seed's agent keys, with AgentConfig's defaults (or au_agent_dir: an `au-agent train` output)
+    **{key: default_of(AgentConfig, CONFIG_KEYS[key]) for key in SEED_AGENT_KEYS},
     "num_au_query_token": _BRANCH["DEFAULTS"]["num_au_query_token"],
 }
 
@@ -107,8 +109,6 @@ def name_from_paths(video_path: Any = None, audio_path: Any = None, face_npy: An
 
 
 def _setting_keys() -> List[str]:
-    from .agent.config import CONFIG_KEYS
-
     return list(dict.fromkeys([*SETTINGS, *CONFIG_KEYS]))
 
 

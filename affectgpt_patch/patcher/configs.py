@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 from au_core.errors import AUAgentError
 
 from ..features import SourceSettings
-from ..mixin import is_au_mode, mode_without_au
+from ..mixin import SEED_AGENT_KEYS, SETTINGS, is_au_mode, mode_without_au
 from .templates import branch_constants
 
 log = logging.getLogger(__name__)
@@ -119,9 +119,7 @@ def au_dataset_keys(options: ConfigOptions, mode: str) -> Dict[str, object]:
         "face_or_frame": mode,
         "use_au_agent": use_agent,
         "au_agent_dir": _abs(options.agent_dir),
-        "au_agent_base_model": None,
-        "au_agent_lora_weights": None,
-        "au_agent_use_lora": True,
+        **{key: SETTINGS[key] for key in SEED_AGENT_KEYS},
         "openface_output_dir": _abs(options.openface_dir),
         "mer_factory_output": _abs(options.mer_factory_output),
         "au_precomputed_dir": _abs(options.precomputed_dir),
