@@ -124,20 +124,18 @@ BAD_CSVS: Dict[str, Callable[[Env], str]] = {
     "no AU intensity columns": lambda e: e.write("of/clip.csv", "frame, face_id, confidence, success\n1, 0, 0.9, 1\n"),
     "unknown AU column AU99_r": lambda e: e.csv(header=HEADER.replace("AU45_r", "AU99_r")),
     "ragged row (too many cells)": lambda e: e.csv(rows=ROWS[:3] + [ROWS[3] + ", 0.5, 0.5"] + ROWS[4:8]),
-    "NaN frame number": _one({(2, "frame"): "nan"}),
-    "text frame number": _one({(2, "frame"): "abc"}),
-    "frame number 1e20": _one({(2, "frame"): "1e20"}),
-    "negative frame number": _one({(2, "frame"): "-5"}),
-    "fractional frame number": _one({(2, "frame"): "2.5"}),
-    "infinite frame number": _one({(2, "frame"): "inf"}),
-    "duplicate frames": _one({(3, "frame"): "3"}),
-    "intensity inf": _one({(4, "AU12_r"): "inf"}),
-    "intensity -inf": _one({(4, "AU04_r"): "-inf"}),
-    "intensity 1e308": _one({(4, "AU12_r"): "1e308"}),
-    "intensity 1e309 (overflows to inf)": _one({(4, "AU06_r"): "1e309"}),
-    "negative intensity": _one({(4, "AU12_r"): "-1.5"}),
-    "intensity above 5": _one({(4, "AU25_r"): "7.2"}),
 }
+#: One bad cell in an otherwise good CSV, as name: (row, column, value).
+BAD_CELLS: Dict[str, Tuple[int, str, str]] = {
+    "NaN frame number": (2, "frame", "nan"), "text frame number": (2, "frame", "abc"),
+    "frame number 1e20": (2, "frame", "1e20"), "negative frame number": (2, "frame", "-5"),
+    "fractional frame number": (2, "frame", "2.5"), "infinite frame number": (2, "frame", "inf"),
+    "duplicate frames": (3, "frame", "3"),
+    "intensity inf": (4, "AU12_r", "inf"), "intensity -inf": (4, "AU04_r", "-inf"),
+    "intensity 1e308": (4, "AU12_r", "1e308"), "intensity 1e309 (overflows to inf)": (4, "AU06_r", "1e309"),
+    "negative intensity": (4, "AU12_r", "-1.5"), "intensity above 5": (4, "AU25_r", "7.2"),
+}
+BAD_CSVS.update({name: _one({(row, column): value}) for name, (row, column, value) in BAD_CELLS.items()})
 
 
 def _describe_csv(make: Callable[[Env], str]) -> Build:

@@ -40,35 +40,21 @@ def test_patch_and_revert_keep_modes(refs, tmp_path):
     assert patch(root, "--revert") == 0 and tree(root) == tree(refs["original"])
 
 
-def test_killed_patch_recovers_by_patch_or_revert(refs, tmp_path, record_property):
-    """Each sampled point once; the recovery alternates between patching again and reverting."""
+@pytest.mark.parametrize("start, extra", [("original", []), ("patched", ["--revert"])], ids=["patch", "revert"])
+def test_killed_run_recovers_by_patch_or_revert(refs, tmp_path, record_property, start, extra):
+    """A ``patch-affectgpt`` (from the original) or ``--revert`` (from the patched tree) killed at each sampled
+    point once; the recovery alternates between patching again and reverting."""
     original, patched = tree(refs["original"]), tree(refs["patched"])
-    points = fault_points(["patch-affectgpt", fresh(refs, tmp_path / "listing", "original")], tmp_path / "log")
+    points = fault_points(["patch-affectgpt", fresh(refs, tmp_path / "listing", start), *extra], tmp_path / "log")
     chosen = sample_points(points, per_kind=0, seed=SEED)
     for i, n in enumerate(chosen):
         where = (n, points[n - 1])
-        root = fresh(refs, tmp_path / f"k{n}", "original")
-        kill_at(["patch-affectgpt", root], n)
+        root = fresh(refs, tmp_path / f"k{n}", start)
+        kill_at(["patch-affectgpt", root, *extra], n)
         if i % 2 == 0:
             assert patch(root) == 0 and tree(root) == patched, (where, short(tree(root)))
         assert patch(root, "--revert") == 0 and tree(root) == original, (where, short(tree(root)))
-    record_property("kill_points", f"patch-affectgpt: {len(chosen)} of {len(points)}")
-    record_kills(record_property, len(chosen))
-
-
-def test_killed_revert_recovers_by_revert_or_patch(refs, tmp_path, record_property):
-    original, patched = tree(refs["original"]), tree(refs["patched"])
-    points = fault_points(["patch-affectgpt", fresh(refs, tmp_path / "listing", "patched"), "--revert"],
-                          tmp_path / "log")
-    chosen = sample_points(points, per_kind=0, seed=SEED)
-    for i, n in enumerate(chosen):
-        where = (n, points[n - 1])
-        root = fresh(refs, tmp_path / f"k{n}", "patched")
-        kill_at(["patch-affectgpt", root, "--revert"], n)
-        if i % 2 == 0:
-            assert patch(root) == 0 and tree(root) == patched, (where, short(tree(root)))
-        assert patch(root, "--revert") == 0 and tree(root) == original, (where, short(tree(root)))
-    record_property("kill_points", f"patch-affectgpt --revert: {len(chosen)} of {len(points)}")
+    record_property("kill_points", f"{' '.join(['patch-affectgpt', *extra])}: {len(chosen)} of {len(points)}")
     record_kills(record_property, len(chosen))
 
 
