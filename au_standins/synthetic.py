@@ -37,49 +37,59 @@ PROTOTYPES: Dict[str, Dict[str, float]] = {
     "speech": {"AU25": 1.3, "AU26": 1.1},
 }
 
+
+def _phrase_table(text: str) -> Dict[str, List[str]]:
+    """``AU01  phrase | phrase …`` lines → ``{"AU01": [phrase, …]}`` (a table reads better than nested lists)."""
+    table = {}
+    for line in text.strip().splitlines():
+        code, phrases = line.split(None, 1)
+        table[code] = [phrase.strip() for phrase in phrases.split("|")]
+    return table
+
+
 #: Everyday phrasings a teacher LLM uses for each AU.
-TEACHER_PHRASES: Dict[str, List[str]] = {
-    "AU01": ["raised inner brows", "inner brow raising", "lifting of the inner brow corners"],
-    "AU02": ["raised outer brows", "outer brow raising", "arched outer brows"],
-    "AU04": ["brow lowering", "furrowed brows", "brows drawn together"],
-    "AU05": ["widened eyes", "raised upper lids", "eyes opened wide"],
-    "AU06": ["raised cheeks", "cheek raising", "crow's feet around the eyes"],
-    "AU07": ["tightened lids", "narrowed eyes", "lid tightening"],
-    "AU09": ["a wrinkled nose", "nose wrinkling"],
-    "AU10": ["a raised upper lip", "upper lip raising"],
-    "AU12": ["a smile", "lip corners pulled up", "smiling lips"],
-    "AU14": ["dimpled mouth corners", "a dimpler at the mouth corners"],
-    "AU15": ["down-turned lip corners", "lip corners pulled down"],
-    "AU17": ["a raised chin", "chin raising"],
-    "AU20": ["stretched lips", "lips stretched horizontally"],
-    "AU23": ["tightened lips", "pressed, tense lips"],
-    "AU25": ["parted lips", "lips slightly apart"],
-    "AU26": ["a dropped jaw", "an open jaw"],
-    "AU45": ["a blink", "closed eyes"],
-}
+TEACHER_PHRASES = _phrase_table("""
+    AU01  raised inner brows | inner brow raising | lifting of the inner brow corners
+    AU02  raised outer brows | outer brow raising | arched outer brows
+    AU04  brow lowering | furrowed brows | brows drawn together
+    AU05  widened eyes | raised upper lids | eyes opened wide
+    AU06  raised cheeks | cheek raising | crow's feet around the eyes
+    AU07  tightened lids | narrowed eyes | lid tightening
+    AU09  a wrinkled nose | nose wrinkling
+    AU10  a raised upper lip | upper lip raising
+    AU12  a smile | lip corners pulled up | smiling lips
+    AU14  dimpled mouth corners | a dimpler at the mouth corners
+    AU15  down-turned lip corners | lip corners pulled down
+    AU17  a raised chin | chin raising
+    AU20  stretched lips | lips stretched horizontally
+    AU23  tightened lips | pressed, tense lips
+    AU25  parted lips | lips slightly apart
+    AU26  a dropped jaw | an open jaw
+    AU45  a blink | closed eyes
+""")
 #: Freer phrasings, written apart from the evaluation lexicon (``au_core/fidelity.py``) so that the teacher is
 #: not scored by its own vocabulary: the lexicon has to earn them, and some it does not read (a miss or a wrong AU
 #: that lowers the teacher's measured fidelity, as real LLM text does). ``PARAPHRASE_RATE`` of the AU phrases use
 #: them.
-TEACHER_PARAPHRASES: Dict[str, List[str]] = {
-    "AU01": ["brows lifted at the middle", "a worried upturn of the inner brows", "inner eyebrow corners drawn upward"],
-    "AU02": ["outer brows lifted", "brow tails pulled up", "a raised outer eyebrow line"],
-    "AU04": ["a knitted brow", "a frown line between the brows", "brows pulled down and together"],
-    "AU05": ["a wide-eyed stare", "eyes flared open", "upper eyelids lifted high"],
-    "AU06": ["cheeks pushed up", "smile lines around the eyes", "lifted cheeks"],
-    "AU07": ["eyes narrowed to slits", "tensed lower lids", "a squint"],
-    "AU09": ["a scrunched nose", "nose crinkling", "a crinkled nose bridge"],
-    "AU10": ["an upper lip curled up", "a lifted upper lip", "a sneer"],
-    "AU12": ["a grin", "mouth corners drawn upward", "an upturned mouth"],
-    "AU14": ["a dimple beside the mouth", "mouth corners tucked in", "a one-sided dimple"],
-    "AU15": ["a downturned mouth", "mouth corners sagging", "drooping lip corners"],
-    "AU17": ["a puckered chin", "chin pushed up", "a wrinkled chin boss"],
-    "AU20": ["lips pulled wide", "a horizontal stretch of the mouth", "lips drawn sideways"],
-    "AU23": ["lips pressed thin", "taut lips", "tightly set lips"],
-    "AU25": ["separated lips", "a gap between the lips", "a slightly open mouth"],
-    "AU26": ["a slack jaw", "a jaw hanging open", "a lowered jaw"],
-    "AU45": ["eyes shut briefly", "eyelids closing", "a brief eye closure"],
-}
+TEACHER_PARAPHRASES = _phrase_table("""
+    AU01  brows lifted at the middle | a worried upturn of the inner brows | inner eyebrow corners drawn upward
+    AU02  outer brows lifted | brow tails pulled up | a raised outer eyebrow line
+    AU04  a knitted brow | a frown line between the brows | brows pulled down and together
+    AU05  a wide-eyed stare | eyes flared open | upper eyelids lifted high
+    AU06  cheeks pushed up | smile lines around the eyes | lifted cheeks
+    AU07  eyes narrowed to slits | tensed lower lids | a squint
+    AU09  a scrunched nose | nose crinkling | a crinkled nose bridge
+    AU10  an upper lip curled up | a lifted upper lip | a sneer
+    AU12  a grin | mouth corners drawn upward | an upturned mouth
+    AU14  a dimple beside the mouth | mouth corners tucked in | a one-sided dimple
+    AU15  a downturned mouth | mouth corners sagging | drooping lip corners
+    AU17  a puckered chin | chin pushed up | a wrinkled chin boss
+    AU20  lips pulled wide | a horizontal stretch of the mouth | lips drawn sideways
+    AU23  lips pressed thin | taut lips | tightly set lips
+    AU25  separated lips | a gap between the lips | a slightly open mouth
+    AU26  a slack jaw | a jaw hanging open | a lowered jaw
+    AU45  eyes shut briefly | eyelids closing | a brief eye closure
+""")
 #: Share of AU phrases drawn from ``TEACHER_PARAPHRASES`` in new corpora. The bundled samples/ were written
 #: before the paraphrases existed: ``python -m au_standins.synthetic samples/ --paraphrase-rate 0`` rewrites them.
 PARAPHRASE_RATE = 0.3

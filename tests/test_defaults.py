@@ -28,26 +28,17 @@ from llamafactory_configs.train import TrainOptions
 #: (command, option dest) → the dataclass field whose default the option shows. An option with a default that
 #: is not listed here (or in CLI_ONLY) fails test_every_cli_default_comes_from_a_dataclass.
 FROM_DATACLASS = {
-    ("prepare-data", "val_ratio"): (PrepareOptions, "val_ratio"),
-    ("prepare-data", "seed"): (PrepareOptions, "seed"),
-    ("prepare-data", "text_key"): (PrepareOptions, "text_key"),
-    ("prepare-data", "min_confidence"): (PrepareOptions, "min_confidence"),
+    **{("prepare-data", name): (PrepareOptions, name) for name in ("val_ratio", "seed", "text_key", "min_confidence")},
     ("train", "recipe"): (TrainOptions, "recipe"),
     **{(cmd, "batch_size"): (AgentConfig, "batch_size") for cmd in ("test-agent", "describe", "eval")},
     **{(cmd, "max_new_tokens"): (AgentConfig, "max_new_tokens")
        for cmd in ("test-agent", "describe", "precompute", "eval")},
     ("describe", "min_confidence"): (FeatureSettings, "min_confidence"),
-    ("precompute", "batch_size"): (PrecomputeOptions, "batch_size"),
-    ("precompute", "chunk_videos"): (PrecomputeOptions, "chunk_videos"),
-    ("precompute", "frames"): (FeatureSettings, "frames"),
-    ("precompute", "sampling"): (FeatureSettings, "sampling"),
-    ("precompute", "min_confidence"): (FeatureSettings, "min_confidence"),
+    **{("precompute", name): (PrecomputeOptions, name) for name in ("batch_size", "chunk_videos")},
+    **{("precompute", name): (FeatureSettings, name) for name in ("frames", "sampling", "min_confidence")},
     ("precompute", "clip_model"): (SourceSettings, "au_clip_model"),
-    ("inspect", "videos"): (InspectOptions, "videos"),
-    ("inspect", "sort"): (InspectOptions, "sort"),
-    ("smoke-affectgpt", "steps"): (SmokeOptions, "steps"),
-    ("smoke-affectgpt", "device"): (SmokeOptions, "device"),
-    ("smoke-affectgpt", "clip_width"): (SmokeOptions, "clip_width"),
+    **{("inspect", name): (InspectOptions, name) for name in ("videos", "sort")},
+    **{("smoke-affectgpt", name): (SmokeOptions, name) for name in ("steps", "device", "clip_width")},
 }
 #: Options with a default that no library setting has: how the command runs, not what it computes.
 CLI_ONLY = {("describe", "engine"), ("precompute", "engine"), ("eval", "engine")}

@@ -67,6 +67,20 @@ def apply(section, settings):
         section[key] = value
 
 
+def train_split(ag, ds_cfg, cfg):
+    """The MER-Caption+ training split, built the way AffectGPT's train.py builds it."""
+    return ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()["train"]
+
+
+def built_after_refusal(ag, ds_cfg, cfg, message: str, **fix):
+    """The training split is refused with ``message``, then built once ``fix`` is set on the dataset config."""
+    with pytest.raises(AUAgentError, match=message):
+        train_split(ag, ds_cfg, cfg)
+    for key, value in fix.items():
+        ds_cfg[key] = value
+    return train_split(ag, ds_cfg, cfg)
+
+
 def reference_features(name, samples, env):
     """What `au-agent precompute` computes for the video, straight from the features API."""
     agent = create_au_agent(backend="rules", cache_dir=env["au_agent_cache_dir"])
@@ -126,7 +140,7 @@ def test_patched_training_path(tmp_path, samples, env, tiny_llm, data_dir, layou
     apply(ds_cfg, env)
     with imported(root, tiny_llm, data_dir) as ag:
         # the builder runs BaseDataset.__init__, whose debug __getitem__ + collater already need every AU setting
-        dataset = ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()["train"]
+        dataset = train_split(ag, ds_cfg, cfg)
         assert type(dataset).__mro__[1].__name__ == "BaseDataset" and isinstance(dataset, mixin.UpstreamAUDatasetMixin)
         assert dataset.needed_data == ["frame", "face", "audio", "au"]
         items = [dataset[i] for i in range(len(NAMES))]
@@ -183,11 +197,9 @@ def test_precomputed_features_made_another_way_fail_the_build(tmp_path, samples,
     ds_cfg = cfg.datasets.mercaptionplus
     apply(ds_cfg, env)
     with imported(root, tiny_llm, data_dir) as ag:
-        with pytest.raises(AUAgentError, match=r"features: precomputed AU features do not match the config: "
-                                               r"T 4 \(config: 8\) in 3 of 3 files"):
-            ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()
-        ds_cfg.au_frames = 4  # the config says what the files hold: they are used as they are
-        dataset = ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()["train"]
+        # once the config says what the files hold, they are used as they are
+        dataset = built_after_refusal(ag, ds_cfg, cfg, r"features: precomputed AU features do not match the config: "
+                                                       r"T 4 \(config: 8\) in 3 of 3 files", au_frames=4)
         assert dataset[0]["au"].shape == (4, 512)
 
 
@@ -196,7 +208,7 @@ def test_non_au_modes_are_untouched(tmp_path, env, tiny_llm, data_dir):
     ds_cfg = cfg.datasets.mercaptionplus
     ds_cfg.face_or_frame = "multiface_audio_face_text"
     with imported(root, tiny_llm, data_dir) as ag:
-        dataset = ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()["train"]
+        dataset = train_split(ag, ds_cfg, cfg)
         item = dataset[0]
         assert "au" not in item and "aus" not in dataset.collater([item, dataset[1]])
         assert "<AUHere>" not in dataset.get_prompt_for_multimodal("multiface_audio_face_text", "hi", "q?")
@@ -309,11 +321,9 @@ def test_a_missing_sample_is_not_replaced_during_training(tmp_path, samples, env
     ds_cfg = cfg.datasets.mercaptionplus
     apply(ds_cfg, env)
     with imported(root, tiny_llm, data_dir) as ag:
-        with pytest.raises(AUAgentError, match=r"openface: 1 of 3 samples \(33.3%\) have no AU source "
-                                               r"\(au_max_missing: 0.05\), e.g. sample_00000"):
-            ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()
-        ds_cfg.au_max_missing = 0.5  # allowed here
-        dataset = ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()["train"]
+        dataset = built_after_refusal(ag, ds_cfg, cfg, r"openface: 1 of 3 samples \(33.3%\) have no AU source "
+                                                       r"\(au_max_missing: 0.05\), e.g. sample_00000",
+                                      au_max_missing=0.5)
         item = dataset[0]
         assert "hello there" in dataset.tokenizer.decode(item["text_input"])
         assert not item["au_mask"].any() and not item["au"].any()
@@ -329,7 +339,7 @@ def test_fork_uses_the_agent_path(tmp_path, samples, env, tiny_llm, data_dir):
     ds_cfg.use_preextracted_features = False
     apply(ds_cfg, env)
     with imported(root, tiny_llm, data_dir) as ag:
-        dataset = ag.registry.get_builder_class("mercaptionplus")(ds_cfg, cfg.model).build_datasets()["train"]
+        dataset = train_split(ag, ds_cfg, cfg)
         assert isinstance(dataset, mixin.AUForkSourceMixin) and not isinstance(dataset, mixin.UpstreamAUDatasetMixin)
         item = dataset[NAMES.index("sample_00002")]
         np.testing.assert_array_equal(item["au"].numpy(), reference_features("sample_00002", samples, env).features)
