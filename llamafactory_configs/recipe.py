@@ -2,13 +2,12 @@
 
 Each problem is one :class:`~au_core.errors.AUAgentError` line before anything is launched or written: a recipe
 that is not SFT under the prompt contract, a key LLaMA-Factory 0.9.5 no longer reads, a base model that is not
-there, a package the recipe needs, a precision this machine lacks.
+there (inputs.py), a package the recipe needs, a precision this machine lacks.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
-import re
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
@@ -29,7 +28,6 @@ RENAMED_KEYS = {
     "load_in_8bit": "quantization_bit=8",
     "load_in_4bit": "quantization_bit=4",
 }
-_HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def recipe_names() -> List[str]:
@@ -123,26 +121,6 @@ def check_recipe(recipe: Dict[str, Any], path: Path) -> None:
     if recipe.get("val_size") and recipe.get("eval_dataset"):
         raise AUAgentError("val_size and eval_dataset exclude each other; the dataset has its own validation split",
                            path)
-
-
-def check_base_model(value: str) -> None:
-    """A local model folder, or a hub id that can be fetched (or is cached, when offline)."""
-    path = Path(value)
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise AUAgentError("not a model folder (no config.json)", path)
-        if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
-            raise AUAgentError("the model folder has no tokenizer files", path)
-        return
-    if path.is_absolute() or value.startswith((".", "~")) or not _HUB_ID_RE.match(value):
-        raise AUAgentError("base model folder not found (nor is it a hub id like Qwen/Qwen2.5-7B-Instruct)", value)
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    if offline and os.environ.get("USE_MODELSCOPE_HUB", "").lower() not in ("1", "true", "yes", "on"):
-        from huggingface_hub import try_to_load_from_cache
-
-        if not isinstance(try_to_load_from_cache(value, "config.json"), str):
-            raise AUAgentError(f"HF_HUB_OFFLINE is set and {value} is not in the Hugging Face cache; download it "
-                               f"first (huggingface-cli download {value}) or pass its folder")
 
 
 def check_packages(recipe: Dict[str, Any]) -> None:

@@ -1,7 +1,7 @@
 """``au-agent train``: train the AU Agent with a LLaMA-Factory recipe, and hand off its best checkpoint.
 
     recipe (YAML in this folder, or a file) + --dataset/--base-model/--out + key=value overrides
-        → validated before launch (recipe.py, dataset.py: each problem is one AUAgentError line; nothing written)
+        → validated before launch (recipe.py, inputs.py: each problem is one AUAgentError line; nothing written)
         → the output folder planned: fresh, resumed or overwritten (plan.py)
         → OUT/au_agent_recipe.yaml, run by ``llamafactory-cli train`` (output streamed and kept in OUT/train.log)
         → OUT/checkpoint-best/ (the weights with the lowest eval loss) and OUT/agent_card.json (handoff.py)
@@ -31,11 +31,10 @@ from au_core import atomic
 from au_core.agent_card import BEST_DIR, CARD_NAME, AgentCard
 from au_core.errors import AUAgentError
 
-from .dataset import check_dataset
+from .inputs import check_base_model, check_dataset
 from .handoff import finish_run
 from .plan import READY_FILE, RECIPE_FILE, node_log_file, node_rank, plan_output, wait_for_main_node
-from .recipe import (DEFAULT_RECIPE, check_base_model, check_packages, check_precision, check_recipe, load_recipe,
-                     render_recipe)
+from .recipe import DEFAULT_RECIPE, check_packages, check_precision, check_recipe, load_recipe, render_recipe
 
 log = logging.getLogger(__name__)
 

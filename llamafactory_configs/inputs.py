@@ -1,11 +1,14 @@
-"""Check a dataset folder before a run: it registers the recipe's splits, follows this prompt contract and is not
-empty. A hand-edited dataset whose prompts differ would train an agent on prompts it is never served.
+"""Check the inputs of a run before it starts: the dataset folder registers the recipe's splits, follows this
+prompt contract and is not empty (a hand-edited dataset whose prompts differ would train an agent on prompts it
+is never served); the base model is a model folder, or a hub id that can be fetched.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import os
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
@@ -17,6 +20,7 @@ log = logging.getLogger(__name__)
 
 #: Records of each split checked against the prompt contract before a run starts (evenly spaced).
 CONTRACT_SAMPLE = 1000
+_HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def _names(value: Any) -> List[str]:
@@ -132,3 +136,23 @@ def check_contract_file(dataset_dir: Path) -> None:
     if changed:
         raise AUAgentError(f"{', '.join(changed)} differ from prompt contract {version} (au_core/contract.py): "
                            "the file was edited; re-run au-agent prepare-data", path)
+
+
+def check_base_model(value: str) -> None:
+    """A local model folder, or a hub id that can be fetched (or is cached, when offline)."""
+    path = Path(value)
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise AUAgentError("not a model folder (no config.json)", path)
+        if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
+            raise AUAgentError("the model folder has no tokenizer files", path)
+        return
+    if path.is_absolute() or value.startswith((".", "~")) or not _HUB_ID_RE.match(value):
+        raise AUAgentError("base model folder not found (nor is it a hub id like Qwen/Qwen2.5-7B-Instruct)", value)
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if offline and os.environ.get("USE_MODELSCOPE_HUB", "").lower() not in ("1", "true", "yes", "on"):
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(value, "config.json"), str):
+            raise AUAgentError(f"HF_HUB_OFFLINE is set and {value} is not in the Hugging Face cache; download it "
+                               f"first (huggingface-cli download {value}) or pass its folder")
