@@ -10,10 +10,11 @@
 :mod:`.agent_card`     the typed, versioned card training writes and the runtime reads
 :mod:`.atomic`         atomic files and folders, output markers, file digests
 :mod:`.errors`         :class:`AUAgentError`: one line naming the file or option, never a traceback
+:mod:`.argtypes`       command-line value types, and ``default_of``: the CLI reads each default from its dataclass
 =====================  ====================================================================================
 
 It imports none of ``data_prep``, ``llamafactory_configs`` or ``affectgpt_patch``, and nothing heavier than
-numpy, so it loads inside AffectGPT's environment (Python 3.10) in milliseconds.
+numpy, so it loads inside AffectGPT's environment (Python 3.10) without pulling in torch or the training stack.
 """
 from .errors import AUAgentError
 
