@@ -49,6 +49,11 @@ def _modules(package: str) -> List[str]:
     return names
 
 
+def _type_checking(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:`` — imports for type annotations only, never run."""
+    return isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+
+
 def _imports(path: Path, module: str) -> List[tuple]:
     """(imported module, line, inside a function?) for every import statement of a file."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -57,7 +62,7 @@ def _imports(path: Path, module: str) -> List[tuple]:
 
     def visit(node: ast.AST, lazy: bool) -> None:
         for child in ast.iter_child_nodes(node):
-            inner = lazy or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+            inner = lazy or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) or _type_checking(child)
             if isinstance(child, ast.Import):
                 found.extend((alias.name, child.lineno, lazy) for alias in child.names)
             elif isinstance(child, ast.ImportFrom):

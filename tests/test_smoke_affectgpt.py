@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 import au_agent_cli
-from affectgpt_patch.smoke import media, report, runner, shims, standins
+from affectgpt_patch.smoke import media, report, runner, shims
 from au_core.errors import AUAgentError
+from au_standins import affectgpt_encoders
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,7 +32,7 @@ def test_visual_standin_loads_like_clip_vit_large(tmp_path):
     from PIL import Image
     from transformers import AutoModel
 
-    folder = standins.build_visual_encoder(tmp_path / "visual", projection_dim=48)
+    folder = affectgpt_encoders.build_visual_encoder(tmp_path / "visual", projection_dim=48)
     model = AutoModel.from_pretrained(folder)
     # AffectGPT's transformers (4.49) maps CLIP to a feature extractor; 5.x only to an image processor.
     auto = transformers.AutoFeatureExtractor if int(transformers.__version__.split(".")[0]) < 5 \
@@ -43,7 +44,7 @@ def test_visual_standin_loads_like_clip_vit_large(tmp_path):
         feats = model.get_image_features(pixels)
     if not isinstance(feats, torch.Tensor):  # transformers 5.x returns an output object
         feats = feats.pooler_output
-    assert pixels.shape[-2:] == (standins.IMAGE_SIZE, standins.IMAGE_SIZE)
+    assert pixels.shape[-2:] == (affectgpt_encoders.IMAGE_SIZE, affectgpt_encoders.IMAGE_SIZE)
     assert feats.shape == (2, 48) == (2, model.config.projection_dim)
 
 
@@ -51,7 +52,7 @@ def test_audio_standin_has_the_four_hidden_states_affectgpt_averages(tmp_path):
     import torch
     from transformers import AutoModel, Wav2Vec2FeatureExtractor
 
-    folder = standins.build_audio_encoder(tmp_path / "audio")
+    folder = affectgpt_encoders.build_audio_encoder(tmp_path / "audio")
     model = AutoModel.from_pretrained(folder)
     extractor = Wav2Vec2FeatureExtractor.from_pretrained(folder)
     raw = np.random.default_rng(0).standard_normal((2, 32000)).astype(np.float32)  # 2 clips of 2 s
@@ -61,7 +62,7 @@ def test_audio_standin_has_the_four_hidden_states_affectgpt_averages(tmp_path):
     stacked = torch.stack(hidden)[[-4, -3, -2, -1]].mean(dim=0).mean(dim=1)
     assert type(model).__name__ == "HubertModel" and stacked.shape == (2, model.config.hidden_size)
     with pytest.raises(ValueError, match="3 layers"):
-        standins.build_audio_encoder(tmp_path / "shallow", num_layers=2)
+        affectgpt_encoders.build_audio_encoder(tmp_path / "shallow", num_layers=2)
 
 
 def test_llm_standin_tokenizer_is_what_affectgpt_expects(tiny_qwen2):
@@ -404,7 +405,7 @@ DEFAULT_AU_PATCH_TOKEN = '<AUHere>'
 
 def test_config_py_constants_point_at_the_standins(tmp_path):
     (tmp_path / "config.py").write_text(FAKE_CONFIG_PY)
-    si = standins.StandIns(llm=tmp_path / "llm", visual=tmp_path / "vis", audio=tmp_path / "aud")
+    si = affectgpt_encoders.StandIns(llm=tmp_path / "llm", visual=tmp_path / "vis", audio=tmp_path / "aud")
     runner.point_config_at_standins(tmp_path, si, tmp_path / "data")
     runner.point_config_at_standins(tmp_path, si, tmp_path / "data")  # idempotent
     ns: dict = {}

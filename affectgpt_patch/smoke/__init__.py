@@ -1,8 +1,8 @@
 """``au-agent smoke-affectgpt``: prove on a CPU, in about a minute, that a patched AffectGPT checkout trains
 and answers with AU features, before GPU time is spent (see :mod:`.runner`).
 
-Modules: :mod:`.standins` (tiny LLM / CLIP / HuBERT folders), :mod:`.media` (a tiny dataset in
-MERCaptionPlus' layout), :mod:`.shims` (CPU run-time shims and probes), :mod:`.launch` (what runs inside the
+Modules: :mod:`.media` (a tiny dataset in MERCaptionPlus' layout; the tiny LLM / CLIP / HuBERT folders come
+from :mod:`au_standins.affectgpt_encoders`), :mod:`.shims` (CPU run-time shims and probes), :mod:`.launch` (what runs inside the
 AffectGPT process), :mod:`.report` (the table), :mod:`.runner` (the whole run).
 """
 from .runner import SmokeOptions, run_smoke

@@ -4,7 +4,7 @@ train and answer: before any GPU time is spent.
 
     copy the checkout to a temporary folder (the user's tree is never touched)
       → patch the copy (or use it as is when already patched)
-      → point the copy's config.py at tiny stand-ins and a tiny dataset (this package's standins / media)
+      → point the copy's config.py at tiny stand-ins (au_standins.affectgpt_encoders) and a tiny dataset (media)
       → precompute the dataset's AU features with a tiny agent and a tiny CLIP (affectgpt_patch.precompute)
       → write the smoke config (the AU config + few steps + --set overrides)
       → python -m affectgpt_patch.smoke.launch train   (train.py, with the CPU shims)
@@ -22,13 +22,15 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from au_core.errors import AUAgentError
 
 from . import report, shims
 from .media import MediaSpec, TinyDataset, write_tiny_dataset
-from .standins import StandIns, build_standins
+
+if TYPE_CHECKING:  # the stand-ins are built when a smoke run starts, never imported with this module
+    from au_standins.affectgpt_encoders import StandIns
 
 log = logging.getLogger(__name__)
 
@@ -328,6 +330,7 @@ def run_smoke(opts: SmokeOptions) -> report.SmokeReport:
 def _run(opts: SmokeOptions, run: SmokeRun, overrides: Sequence[Tuple[str, Any]]) -> report.SmokeReport:
     from omegaconf import OmegaConf
 
+    from au_standins.affectgpt_encoders import build_standins
     from au_standins.tiny_clip import build_tiny_clip
 
     checkout, base = prepare_copy(opts, run)

@@ -1,6 +1,7 @@
-"""Tiny random stand-ins for the models AffectGPT loads from ``config.py``, built offline in seconds.
+"""Tiny random stand-ins for the models AffectGPT loads from ``config.py``, built offline in seconds (for
+``au-agent smoke-affectgpt``, which points a checkout copy's ``config.py`` at them).
 
-* the LLM: the tiny Qwen2 of :mod:`au_standins.tiny_qwen2` (slow ``Qwen2Tokenizer`` loads,
+* the LLM: the tiny Qwen2 of :mod:`.tiny_qwen2` (slow ``Qwen2Tokenizer`` loads,
   ``<|im_start|>`` exists for AffectGPT to use as BOS);
 * the visual encoder: a Hugging Face ``CLIPModel`` folder with a ``CLIPImageProcessor``
   ``preprocessor_config.json`` (AffectGPT's ``CLIP_VIT_LARGE`` loads both with ``AutoModel`` /
@@ -30,7 +31,7 @@ class StandIns:
 
 
 def build_llm(out_dir: Path, seed: int = 0) -> Path:
-    from au_standins.tiny_qwen2 import build_tiny_qwen2
+    from .tiny_qwen2 import build_tiny_qwen2
 
     return build_tiny_qwen2(Path(out_dir), seed=seed)
 
