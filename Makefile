@@ -16,8 +16,9 @@ PREPARE_ARGS ?=
 
 # train-agent (OUT there is the agent folder; the dataset is DATASET)
 DATASET ?= output/au_dataset
-BASE_MODEL ?= Qwen/Qwen2.5-7B-Instruct
-RECIPE ?= qwen2.5_7b_lora_sft
+BASE_MODEL ?=
+RECIPE ?=
+# empty BASE_MODEL / RECIPE: au-agent train's defaults (the recipe qwen2.5_7b_lora_sft and its base model)
 TRAIN_ARGS ?=
 
 .PHONY: install prepare-data train-agent demo test bench gpu-check clean
@@ -45,7 +46,8 @@ prepare-data: $(STAMP)
 
 train-agent: OUT = output/au_agent_qwen2.5_7b_lora
 train-agent: $(STAMP)
-	$(AU_AGENT) train --recipe $(RECIPE) --dataset $(DATASET) --base-model $(BASE_MODEL) --out $(OUT) $(TRAIN_ARGS)
+	$(AU_AGENT) train $(if $(RECIPE),--recipe $(RECIPE)) --dataset $(DATASET) \
+		$(if $(BASE_MODEL),--base-model $(BASE_MODEL)) --out $(OUT) $(TRAIN_ARGS)
 
 # pytest exits 5 when it collected nothing: that is a failure, not a pass.
 test: $(STAMP)
