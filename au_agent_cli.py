@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from au_core.errors import AUAgentError
 from au_core import argtypes
+from au_core.errors import AUAgentError
 
 log = logging.getLogger("au_agent")
 

@@ -576,8 +576,7 @@ def build_models(opts: GpuCheckOptions) -> Models:
 
 def corpus_inputs(opts: GpuCheckOptions, model: Path) -> List[str]:
     """The distinct non-neutral inputs of the synthetic corpus (``make bench --gpu``'s), in a stable order."""
-    from .bench_gpu import GpuBenchOptions
-    from .bench_gpu import corpus_inputs as bench_inputs
+    from .bench_gpu import GpuBenchOptions, corpus_inputs as bench_inputs
 
     return bench_inputs(GpuBenchOptions(out=opts.out, model=model, videos=opts.videos, frames=opts.frames,
                                         descriptions=None, seed=opts.seed, regenerate=opts.regenerate))

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from affectgpt_patch.patcher.templates import TEMPLATE_DIR
+from affectgpt_patch.branch_template import TEMPLATE_DIR
 
 
 @pytest.fixture(scope="module")

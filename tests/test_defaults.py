@@ -12,12 +12,12 @@ from omegaconf import OmegaConf
 import au_agent_cli
 from affectgpt_patch import mixin
 from affectgpt_patch.agent.config import CONFIG_KEYS, AgentConfig
+from affectgpt_patch.branch_template import branch_constants
 from affectgpt_patch.clip_encoder import DEFAULT_CLIP
 from affectgpt_patch.features import FeatureSettings, SourceSettings
 from affectgpt_patch.inspect_options import InspectOptions
 from affectgpt_patch.patcher import ConfigOptions, apply_patch
 from affectgpt_patch.patcher.configs import INFERENCE_CONFIG, TRAIN_CONFIG
-from affectgpt_patch.patcher.templates import branch_constants
 from affectgpt_patch.precompute import PrecomputeOptions
 from affectgpt_patch.smoke import SmokeOptions
 from au_core.argtypes import default_of

@@ -17,7 +17,7 @@ from affectgpt_patch.features import (FeatureSettings, compute_video_features, f
                                       save_video_features, video_features)
 from affectgpt_patch.patcher import ConfigOptions, apply_patch
 from affectgpt_patch.patcher.configs import TRAIN_CONFIG
-from affectgpt_patch.patcher.templates import TEMPLATE_DIR, branch_constants
+from affectgpt_patch.branch_template import TEMPLATE_DIR, branch_constants
 from au_core import mer_factory
 from au_core.errors import AUAgentError
 from au_core.openface import read_openface_csv

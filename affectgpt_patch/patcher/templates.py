@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from typing import Dict
 
-from ..branch_template import TEMPLATE_DIR, branch_constants, template_bytes
-
-__all__ = ["INSTALLED", "TEMPLATE_DIR", "branch_constants", "installed_files", "template_bytes"]
+from ..branch_template import template_bytes
 
 INSTALLED = {  # checkout path (code-root relative) → template file
     "my_affectgpt/models/au_branch.py": "au_branch.py",

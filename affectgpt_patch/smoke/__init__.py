@@ -2,8 +2,8 @@
 and answers with AU features, before GPU time is spent (see :mod:`.runner`).
 
 Modules: :mod:`.media` (a tiny dataset in MERCaptionPlus' layout; the tiny LLM / CLIP / HuBERT folders come
-from :mod:`au_standins.affectgpt_encoders`), :mod:`.shims` (CPU run-time shims and probes), :mod:`.launch` (what runs inside the
-AffectGPT process), :mod:`.report` (the table), :mod:`.runner` (the whole run).
+from :mod:`au_standins.affectgpt_encoders`), :mod:`.shims` (CPU run-time shims and probes), :mod:`.launch`
+(what runs inside the AffectGPT process), :mod:`.report` (the table), :mod:`.runner` (the whole run).
 """
 from .runner import SmokeOptions, run_smoke
 
