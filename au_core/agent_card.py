@@ -17,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
 
 from . import atomic, contract
 from .errors import AUAgentError
@@ -29,33 +29,31 @@ BEST_DIR = "checkpoint-best"
 FINETUNING_TYPES = ("lora", "full")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AgentCard:
-    """One trained agent. Field order is the order of the keys in ``agent_card.json``."""
+    """One trained agent. The fields, in order, are the keys of ``agent_card.json`` (but ``card_path``)."""
 
+    card_version: int = CARD_VERSION
     contract_version: str  # the prompt contract the agent was trained under (au_core.contract.CONTRACT_VERSION)
     base_model: str  # what the adapter belongs to; for a full fine-tune, the model that was trained
     adapter_dir: str  # in the file: relative to the card; once loaded: absolute
     template: str  # LLaMA-Factory's chat template
     system_prompt: str
+    stop_tokens: List[str] = field(default_factory=lambda: list(contract.STOP_TOKENS))
     contract: Dict[str, Any]  # au_core.contract.describe() at training time
+    best_checkpoint: Optional[Dict[str, Any]] = None  # the checkpoint copied to checkpoint-best/
     dataset: Dict[str, Any]  # the validated splits and their sha1
+    finetuning_type: str = "lora"
     lora: Optional[Dict[str, Any]]  # rank, alpha, targets…; None for a full fine-tune
     metrics: Dict[str, Any]
     packages: Dict[str, str]  # versions that decide how the agent was trained
-    recipe: Dict[str, Any]  # the rendered LLaMA-Factory recipe, as run
-    card_version: int = CARD_VERSION
-    stop_tokens: List[str] = field(default_factory=lambda: list(contract.STOP_TOKENS))
-    best_checkpoint: Optional[Dict[str, Any]] = None  # the checkpoint copied to checkpoint-best/
-    finetuning_type: str = "lora"
     recipe_name: Optional[str] = None
+    recipe: Dict[str, Any]  # the rendered LLaMA-Factory recipe, as run
     created: Optional[str] = None  # UTC, ISO 8601
     card_path: Optional[str] = None  # where it was read from (never written)
 
-    #: The keys of the JSON, in file order.
-    KEYS = ("card_version", "contract_version", "base_model", "adapter_dir", "template", "system_prompt",
-            "stop_tokens", "contract", "best_checkpoint", "dataset", "finetuning_type", "lora", "metrics",
-            "packages", "recipe_name", "recipe", "created")
+    #: The keys of the JSON, in file order (set below, from the fields).
+    KEYS: ClassVar[Tuple[str, ...]] = ()
 
     @property
     def is_full_model(self) -> bool:
@@ -70,17 +68,18 @@ class AgentCard:
         """Check the JSON object of a card: its version, the keys loading needs and their types."""
         if not isinstance(data, dict):
             raise AUAgentError("agent card is not a JSON object", path)
-        required = [f.name for f in dataclasses.fields(cls)
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]  # type: ignore[misc]
+        fields = [f for f in dataclasses.fields(cls) if f.name in cls.KEYS]
+        required = [f.name for f in fields if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING]  # type: ignore[misc]
         missing = [key for key in ["card_version"] + required if key not in data]
         if missing:
             raise AUAgentError(f"agent card lacks {', '.join(missing)}", path)
         if data["card_version"] != CARD_VERSION:
             raise AUAgentError(f"agent card version {data['card_version']!r} is not {CARD_VERSION}; "
                                "this au-agent cannot read it", path)
-        for key in ("contract_version", "base_model", "adapter_dir", "template", "system_prompt"):
-            if not isinstance(data[key], str):
-                raise AUAgentError(f"agent card: {key} is not a string ({data[key]!r})", path)
+        for f in fields:
+            if f.type in ("str", str) and f.name in data and not isinstance(data[f.name], str):
+                raise AUAgentError(f"agent card: {f.name} is not a string ({data[f.name]!r})", path)
         finetuning = data.get("finetuning_type", "lora")
         if finetuning not in FINETUNING_TYPES:
             raise AUAgentError(f"agent card: finetuning_type {finetuning!r} is not one of "
@@ -94,6 +93,9 @@ class AgentCard:
         atomic.write_json(out_dir / CARD_NAME, {**self.to_json(), "adapter_dir": BEST_DIR})
         atomic.write_json(out_dir / BEST_DIR / CARD_NAME, {**self.to_json(), "adapter_dir": "."})
         return out_dir / CARD_NAME
+
+
+AgentCard.KEYS = tuple(f.name for f in dataclasses.fields(AgentCard) if f.name != "card_path")
 
 
 def find_agent_card(path_or_dir: Union[str, os.PathLike]) -> Path:
