@@ -80,13 +80,27 @@ def run_llamafactory(command: str, recipe_file: Path, log_file: Path, echo: bool
                            f"full log: {log_file}")
 
 
-def prepare_run(opts: TrainOptions) -> Tuple[Dict[str, Any], Path, Dict[str, Any], str, Optional[Path]]:
-    """Render and validate everything; nothing is written. Returns the recipe, its source file, the dataset
-    summary, and the output plan (``fresh`` / ``resume`` / ``overwrite``) with the checkpoint to resume."""
+def checked_inputs(opts: TrainOptions) -> Tuple[Dict[str, Any], Path, Dict[str, Any]]:
+    """The rendered recipe, its source file and the dataset summary, each checked (what every node checks)."""
     recipe, source = render_recipe(opts.recipe, opts.dataset, opts.out, opts.base_model, opts.overrides)
     check_recipe(recipe, source)
     dataset = check_dataset(recipe)
     check_base_model(recipe["model_name_or_path"])
+    return recipe, source, dataset
+
+
+def launch_env(recipe: Dict[str, Any]) -> Dict[str, str]:
+    """This environment, with torchrun forced for DeepSpeed (LLaMA-Factory runs DeepSpeed only under it)."""
+    env = dict(os.environ)
+    if recipe.get("deepspeed"):
+        env.setdefault("FORCE_TORCHRUN", "1")
+    return env
+
+
+def prepare_run(opts: TrainOptions) -> Tuple[Dict[str, Any], Path, Dict[str, Any], str, Optional[Path]]:
+    """Render and validate everything; nothing is written. Returns the recipe, its source file, the dataset
+    summary, and the output plan (``fresh`` / ``resume`` / ``overwrite``) with the checkpoint to resume."""
+    recipe, source, dataset = checked_inputs(opts)
     action, checkpoint = plan_output(recipe, opts.overwrite)
     check_packages(recipe)
     check_precision(recipe)
@@ -115,9 +129,7 @@ def train_agent(opts: TrainOptions) -> Optional[AgentCard]:
         shutil.rmtree(out)
     elif action == "fresh" and (out / "trainer_log.jsonl").is_file():
         (out / "trainer_log.jsonl").unlink()  # steps of a run that saved no checkpoint
-    env = dict(os.environ)
-    if recipe.get("deepspeed"):
-        env.setdefault("FORCE_TORCHRUN", "1")  # LLaMA-Factory runs DeepSpeed only under torchrun
+    env = launch_env(recipe)
     if recipe.get("ray_num_workers"):
         env.setdefault("USE_RAY", "1")  # LLaMA-Factory's Ray Train path reads the switch from the environment
     out.mkdir(parents=True, exist_ok=True)
@@ -136,17 +148,11 @@ def train_agent(opts: TrainOptions) -> Optional[AgentCard]:
 
 def _train_other_node(opts: TrainOptions, started: float) -> None:
     """A node other than 0: check the inputs, wait for node 0's plan, train with node 0's recipe."""
-    recipe, source = render_recipe(opts.recipe, opts.dataset, opts.out, opts.base_model, opts.overrides)
-    check_recipe(recipe, source)
-    check_dataset(recipe)
-    check_base_model(recipe["model_name_or_path"])
+    recipe, _, _ = checked_inputs(opts)
     out = Path(recipe["output_dir"])
     wait_for_main_node(out, started)
-    env = dict(os.environ)
-    if recipe.get("deepspeed"):
-        env.setdefault("FORCE_TORCHRUN", "1")
     rank = node_rank()
-    run_llamafactory("train", out / RECIPE_FILE, node_log_file(out, rank), opts.echo, env)
+    run_llamafactory("train", out / RECIPE_FILE, node_log_file(out, rank), opts.echo, launch_env(recipe))
     log.info("node %d: done; node 0 writes %s and %s", rank, BEST_DIR, CARD_NAME)
     return None
 
