@@ -279,13 +279,12 @@ def precompute_on_ray_from_args(a: argparse.Namespace, opts):
 
 @subcommand("train", "train the AU Agent with a LLaMA-Factory recipe → checkpoint-best/ + agent_card.json")
 def _train(p: argparse.ArgumentParser) -> Handler:
+    from llamafactory_configs.recipe import training_recipe_names
     from llamafactory_configs.train import TrainOptions
 
     p.add_argument("--recipe", default=argtypes.default_of(TrainOptions, "recipe"),
-                   help="recipe name in llamafactory_configs/ (qwen2.5_7b_lora_sft, qwen2.5_7b_qlora_sft, "
-                        "qwen2.5_7b_lora_sft_8bit, qwen2.5_7b_lora_sft_ds_z2, qwen2.5_7b_lora_sft_ds_z3, "
-                        "qwen2.5_7b_lora_sft_ray, "
-                        "tiny_cpu_lora_sft) or a YAML file; default %(default)s")
+                   help=f"recipe name in llamafactory_configs/ ({', '.join(training_recipe_names())}) or a YAML "
+                        "file; default %(default)s")
     p.add_argument("--dataset", type=Path, required=True, help="dataset folder written by prepare-data")
     p.add_argument("--base-model", help="base model folder or hub id (default: the recipe's)")
     p.add_argument("--out", type=Path, required=True,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
@@ -32,6 +33,13 @@ RENAMED_KEYS = {
 
 def recipe_names() -> List[str]:
     return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+
+
+def training_recipe_names() -> List[str]:
+    """The bundled recipes ``au-agent train`` runs (``do_train: true``); predict, merge and api recipes run with
+    llamafactory-cli directly. Read as text: the CLI lists them in its help without loading YAML."""
+    return [name for name in recipe_names()
+            if re.search(r"^do_train:\s*true\b", (RECIPE_DIR / f"{name}.yaml").read_text(encoding="utf-8"), re.M)]
 
 
 def find_recipe(name_or_file: str) -> Path:

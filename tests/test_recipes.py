@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from au_core import contract
+from au_core.errors import AUAgentError
 from data_prep.build import TRAIN_SPLIT, VAL_SPLIT
-from llamafactory_configs.recipe import RECIPE_DIR, RENAMED_KEYS, find_deepspeed_config, load_recipe, recipe_names
+from llamafactory_configs.recipe import (RECIPE_DIR, RENAMED_KEYS, check_recipe, find_deepspeed_config, load_recipe,
+                                         recipe_names, training_recipe_names)
 
 SFT_7B = ["qwen2.5_7b_lora_sft", "qwen2.5_7b_qlora_sft", "qwen2.5_7b_lora_sft_8bit", "qwen2.5_7b_lora_sft_ds_z2",
           "qwen2.5_7b_lora_sft_ds_z3", "qwen2.5_7b_lora_sft_ray"]
@@ -31,6 +33,14 @@ def recipe(name: str) -> dict:
 
 def test_every_recipe_is_listed_here():
     assert sorted(TRAINING + INFERENCE) == recipe_names()
+
+
+def test_the_recipes_train_lists_are_those_it_accepts():
+    """`au-agent train --help` names the recipes it runs; the others it refuses before launch."""
+    assert training_recipe_names() == sorted(TRAINING)
+    for name in INFERENCE:
+        with pytest.raises(AUAgentError, match="not a LoRA or full SFT training recipe"):
+            check_recipe(recipe(name), RECIPE_DIR / f"{name}.yaml")
 
 
 def test_the_7b_recipe_follows_the_seed():
