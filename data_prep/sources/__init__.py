@@ -3,7 +3,7 @@
 =====================  ========================================================  =======================
 schema                 files                                                     reader
 =====================  ========================================================  =======================
-per-frame variant      ``<name>_au_analysis.json`` with per_frame_au_descriptions  :mod:`.per_frame`
+per-frame variant      ``<name>_au_analysis.json`` with per_frame_au_descriptions  :mod:`au_core.mer_factory`
 upstream image         ``<stem>_image_analysis.json`` (legacy ``_image_data``)     :mod:`.image_analysis`
 upstream MER / AU      ``<stem>_merr_data.json``, ``<stem>_au_analysis.json``      :mod:`.merr`
 existing Alpaca data   any ``.json`` / ``.jsonl`` given with ``--import-alpaca``  :mod:`.alpaca`
@@ -18,7 +18,7 @@ from typing import Dict, Iterable, Iterator, List, Tuple
 
 from tqdm import tqdm
 
-from au_core import mer_factory as per_frame
+from au_core import mer_factory
 from au_core.errors import AUAgentError
 from au_core.record import FrameRecord, load_json, stem_without
 
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 __all__ = ["FrameRecord", "read_mer_factory_output", "read_alpaca", "find_mer_factory_files"]
 
 SKIP_DIRS = {"error_logs", ".llm_cache"}
-_READERS = (per_frame, image_analysis, merr)  # each names the file-name suffixes of its schema
+_READERS = (mer_factory, image_analysis, merr)  # each names the file-name suffixes of its schema
 _SUFFIXES = tuple(dict.fromkeys(suffix for reader in _READERS for suffix in reader.SUFFIXES))
 
 
@@ -47,7 +47,7 @@ def find_mer_factory_files(root: os.PathLike) -> List[Path]:
     return found
 
 
-def read_mer_factory_output(root: os.PathLike, text_key: str = per_frame.DEFAULT_TEXT_KEY,
+def read_mer_factory_output(root: os.PathLike, text_key: str = mer_factory.DEFAULT_TEXT_KEY,
                             progress: bool = True) -> Iterator[FrameRecord]:
     """Every frame record found in a MER-Factory output folder, whatever mix of schemas it holds."""
     files = find_mer_factory_files(root)
@@ -61,8 +61,8 @@ def read_mer_factory_output(root: os.PathLike, text_key: str = per_frame.DEFAULT
             log.warning("%s: stem %r also at %s (MER-Factory overwrites equal stems)", path, video, seen[video, kind])
         seen[video, kind] = path
         data = load_json(path)
-        if per_frame.matches(data):
-            yield from per_frame.read(path, data, video, text_key)
+        if mer_factory.matches(data):
+            yield from mer_factory.read(path, data, video, text_key)
         elif image_analysis.matches(data):
             yield from image_analysis.read(path, data, video)
         elif merr.matches(data):
