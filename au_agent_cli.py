@@ -248,7 +248,8 @@ def _precompute(p: argparse.ArgumentParser) -> Handler:
             summary = precompute_on_ray_from_args(a, opts)
         else:
             summary = precompute(opts, agent_from_args(a), encoder_from_args(a))
-        log.info("%(videos)d videos: %(done)d done, %(skipped)d skipped (already done), %(failed)d failed; "
+        log.info("%(videos)d videos: %(done)d done, %(skipped)d skipped (already done), %(failed)d failed, "
+                 "%(redone)d redone (stale records); "
                  "descriptions: %(agent_hits)d cached, %(agent_generated)d generated; %(clip_encoded)d texts "
                  "encoded", summary)
         for reason, n in summary["failed_by_reason"].items():

@@ -54,6 +54,7 @@ class FramePlan:
     mask: np.ndarray
     inputs: List[Optional[str]]
     total_frames: int
+    source: Optional[Dict[str, Any]] = None  # the input file's fingerprint (provenance.input_fingerprint)
 
 
 @dataclass
@@ -88,6 +89,8 @@ def assemble(plan: FramePlan, texts: Sequence[Optional[str]], encoder: Any, agen
     meta = {"format": FORMAT_VERSION, "agent": agent_fingerprint, "clip": encoder.fingerprint,
             "contract_version": contract.CONTRACT_VERSION, "settings": asdict(settings),
             "total_frames": plan.total_frames}
+    if plan.source is not None:
+        meta["input"] = plan.source
     return VideoFeatures(plan.name, feats, plan.mask.copy(), list(plan.frames), list(plan.inputs), list(texts), meta)
 
 
@@ -206,8 +209,8 @@ def load_precomputed(out_dir: os.PathLike, name: str) -> Optional[VideoFeatures]
     meta, data = found
     feats = np.load(io.BytesIO(data), allow_pickle=False).astype(np.float32)
     keys = ("name", "shape", "mask", "frames", "inputs", "descriptions", "npy_sha256")
-    return VideoFeatures(name, feats, np.asarray(meta["mask"], dtype=bool), meta["frames"], meta["inputs"],
-                         meta["descriptions"], {k: v for k, v in meta.items() if k not in keys})
+    return VideoFeatures(str(meta.get("name", name)), feats, np.asarray(meta["mask"], dtype=bool), meta["frames"],
+                         meta["inputs"], meta["descriptions"], {k: v for k, v in meta.items() if k not in keys})
 
 
 SETTING_LABELS = {"frames": "T", "sampling": "sampling", "min_confidence": "min_confidence"}
@@ -238,10 +241,15 @@ def meta_mismatches(meta: Mapping[str, Any], settings: FeatureSettings, agent_fi
 
 def checked_precomputed(folder: os.PathLike, name: str, settings: FeatureSettings,
                         agent_fingerprint: Optional[str] = None, clip_fingerprint: Optional[str] = None,
-                        dim: Optional[int] = None) -> Optional[VideoFeatures]:
-    """:func:`load_precomputed`, refusing a file made another way than the caller would make it now."""
+                        dim: Optional[int] = None, input_path: Optional[os.PathLike] = None
+                        ) -> Optional[VideoFeatures]:
+    """:func:`load_precomputed`, refusing a file made another way than the caller would make it now, or one
+    of another video or of an input that has changed since (see :mod:`.provenance`)."""
+    from .provenance import check_record
+
     vf = load_precomputed(folder, name)
     if vf is not None:
+        check_record({**vf.meta, "name": vf.name}, name, input_path, Path(folder) / f"{name}.json")
         problems = meta_mismatches({**vf.meta, "shape": list(vf.features.shape)}, settings, agent_fingerprint,
                                    clip_fingerprint, dim)
         if problems:
@@ -259,7 +267,8 @@ def video_features(name: str, *, precomputed_dir: Optional[os.PathLike] = None,
     if precomputed_dir is not None:
         vf = checked_precomputed(precomputed_dir, name, settings, getattr(agent, "fingerprint", None),
                                  getattr(encoder, "fingerprint", None),
-                                 getattr(encoder, "dim", None) if encoder is not None else None)
+                                 getattr(encoder, "dim", None) if encoder is not None else None,
+                                 Path(openface_dir) / f"{name}.csv" if openface_dir is not None else None)
         if vf is not None:
             return vf
     if openface_dir is None or agent is None or encoder is None:
@@ -447,6 +456,8 @@ class FeatureSource:
 
     def _check_precomputed(self, names: Sequence[str]) -> set:
         """The names with a complete precomputed pair; raises when any of them was made another way."""
+        from .provenance import stale_problems
+
         folder = Path(self.precomputed_dir)
         candidates = names or sorted(p.stem for p in folder.glob("*.json"))
         records = {}
@@ -457,7 +468,7 @@ class FeatureSource:
         if not records:
             return set()
         agent_fp = self.agent.fingerprint if self.openface_dir else None
-        problems: Dict[str, List[str]] = {}
+        problems = stale_problems(records, self._csv, self.precomputed_dir)
         for name, meta in records.items():
             for problem in meta_mismatches(meta, self.features, agent_fp, self.clip.fingerprint, self.dim):
                 problems.setdefault(problem, []).append(name)
@@ -489,9 +500,12 @@ class FeatureSource:
             log.warning("%d of %d samples have no AU source (e.g. %s); they get a masked zero AU feature",
                         len(missing), len(names), ", ".join(missing[:3]))
 
+    def _csv(self, name: str) -> Optional[str]:
+        return os.path.join(self.openface_dir, f"{name}.csv") if self.openface_dir else None
+
     def _has_input(self, name: str) -> bool:
         if self.openface_dir:
-            return os.path.isfile(os.path.join(self.openface_dir, f"{name}.csv"))
+            return os.path.isfile(self._csv(name))
         return self.json_path(name) is not None
 
     # ---- one sample
@@ -523,10 +537,10 @@ class FeatureSource:
         if self.precomputed_dir:
             vf = checked_precomputed(self.precomputed_dir, name, self.features,
                                      self.agent.fingerprint if self.openface_dir else None, self.clip.fingerprint,
-                                     self.dim)
+                                     self.dim, self._csv(name))
             if vf is not None:
                 return vf
-        csv = os.path.join(self.openface_dir, f"{name}.csv") if self.openface_dir else None
+        csv = self._csv(name)
         if csv is None or not os.path.isfile(csv):
             where = " or ".join(f for f in (self.precomputed_dir, self.openface_dir) if f)
             _warn_once("missing", f"{name}: no AU features in {where}; using a masked zero AU feature")

@@ -7,7 +7,8 @@ rebuilds ``manifest.jsonl``.
 Work is batched across videos: a chunk of videos is planned, its distinct AU inputs are described in large
 batches, its distinct descriptions encoded in large batches, then each video is assembled and written. The
 ``{name}.json`` of a video is written last (atomically, with the npy's checksum), so a killed run leaves each
-video either complete or redone by the next run, which skips completed videos made with the same settings.
+video either complete or redone by the next run, which skips completed videos made with the same settings,
+of the same name and from the same input bytes (see :mod:`.provenance`: a stale record is redone, and counted).
 Descriptions and CLIP features are cached, so the rerun reproduces the uninterrupted run byte for byte.
 
 A video that cannot be done (unreadable CSV, a name the file system refuses) is that video's failure; one
@@ -33,10 +34,10 @@ from tqdm import tqdm
 
 from au_core import atomic
 from au_core.errors import AUAgentError
-from au_core.openface import read_openface_csv
 
-from .features import (FeatureSettings, FramePlan, assemble, describe_plan, meta_mismatches, plan_video,
-                       precomputed_meta, save_video_features)
+from .features import (FeatureSettings, FramePlan, assemble, describe_plan, meta_mismatches, precomputed_meta,
+                       save_video_features)
+from .provenance import plan_csv, stale_reason
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +91,12 @@ def precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, A
     names, mine = corpus_names(opts)
     src = Path(opts.openface_dir)
     out = prepare_out(opts)
-    todo, done_meta = split_done(mine, opts, agent.fingerprint, encoder.fingerprint)
+    redone: Dict[str, int] = {}
+    todo, done_meta = split_done(mine, opts, agent.fingerprint, encoder.fingerprint, redone)
     skipped = len(done_meta)
     log.info("%d videos in %s, %d in shard %d/%d: %d to do, %d already done", len(names), src, len(mine),
              *opts.shard, len(todo), skipped)
+    log_redone(redone, out)
     failed: Dict[str, str] = {}
     done = 0
     with tqdm(total=len(todo), desc="precomputing AU features", unit="video", disable=not opts.progress) as bar:
@@ -105,7 +108,15 @@ def precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, A
     by_reason = collections.Counter(failed.values())
     return {"videos": len(mine), "done": done, "skipped": skipped, "failed": len(failed),
             "failed_by_reason": dict(by_reason.most_common()), "manifest_entries": manifest,
+            "redone": sum(redone.values()), "redone_by_reason": redone,
             **{f"agent_{k}": v for k, v in agent.cache_stats().items()}, "clip_encoded": encoder.encoded}
+
+
+def log_redone(redone: Mapping[str, int], out: Path) -> None:
+    """Say how many finished-looking videos are redone because their record is stale, and why."""
+    if redone:
+        log.warning("%s: redoing %d finished videos whose record %s", out, sum(redone.values()),
+                    ", ".join(f"{reason} ({n})" for reason, n in sorted(redone.items())))
 
 
 def _done_meta(out: Path, name: str) -> Optional[Dict[str, Any]]:
@@ -135,8 +146,7 @@ def _run_chunk(chunk: List[str], opts: PrecomputeOptions, out: Path, agent: Any,
     plans = []
     for name in chunk:
         try:
-            track = read_openface_csv(Path(opts.openface_dir) / f"{name}.csv", opts.settings.min_confidence)
-            plan = plan_video(track, opts.settings)
+            plan = plan_csv(Path(opts.openface_dir) / f"{name}.csv", opts.settings)
         except AUAgentError as e:
             _fail(out, failed, name, e.problem, bar)
             continue
@@ -197,19 +207,33 @@ def merge_failures(out: os.PathLike, names: Optional[set] = None) -> int:
     return len(records)
 
 def split_done(names: List[str], opts: PrecomputeOptions, agent_fingerprint: Optional[str],
-               clip_fingerprint: Optional[str]) -> Tuple[List[str], Dict[str, Dict[str, Any]]]:
+               clip_fingerprint: Optional[str], redone: Optional[Dict[str, int]] = None
+               ) -> Tuple[List[str], Dict[str, Dict[str, Any]]]:
     """Names still to do, and the records of those already complete with these settings (every engine skips
     the same videos): the JSON and the npy checksum decide; the features themselves are not decoded. A video
-    without a valid frame is re-checked on every run (a fixed CSV is picked up)."""
+    without a valid frame is re-checked on every run (a fixed CSV is picked up). A record of another video,
+    of an input that has changed, or without an input fingerprint is redone (counted by reason in ``redone``)."""
     todo, done_meta = [], {}
     for name in names:
         meta = _done_meta(Path(opts.out), name)
         if (meta is not None and _has_valid_frame(meta)
                 and not meta_mismatches(meta, opts.settings, agent_fingerprint, clip_fingerprint)):
-            done_meta[name] = meta
-        else:
-            todo.append(name)
+            reason = _stale(meta, name, Path(opts.openface_dir) / f"{name}.csv")
+            if reason is None:
+                done_meta[name] = meta
+                continue
+            if redone is not None:
+                redone[reason] = redone.get(reason, 0) + 1
+        todo.append(name)
     return todo, done_meta
+
+
+def _stale(meta: Dict[str, Any], name: str, csv: Path) -> Optional[str]:
+    """Why a complete record must be redone (see :mod:`.provenance`); an unreadable CSV is the rerun's failure."""
+    try:
+        return stale_reason(meta, name, csv)
+    except OSError:
+        return "its input cannot be read"
 
 
 def write_plans(plans: List[FramePlan], descriptions: Mapping[str, str], encoder: Any,

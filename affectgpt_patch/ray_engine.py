@@ -4,7 +4,7 @@ One Ray Data job, built from the functions the local engine runs (nothing here s
 or assembles a feature):
 
     list the CSVs, skip finished videos            (precompute.split_done, on the driver)
-      → plan each video                            Ray tasks: read_openface_csv + features.plan_video
+      → plan each video                            Ray tasks: provenance.plan_csv (fingerprint, read, plan)
       → describe the corpus' distinct AU inputs    actor pool, each actor loads the agent once (1 GPU per
                                                    actor where the cluster has GPUs); or ray.data.llm's vLLM
                                                    engine for ``--backend vllm``
@@ -34,9 +34,9 @@ from au_core import contract
 from au_core.errors import AUAgentError
 
 from .agent.config import AgentConfig, fingerprint
-from .features import FeatureSettings, FramePlan, plan_video
-from .precompute import (PrecomputeOptions, corpus_names, prepare_out, split_done, write_failures, write_manifest,
-                         write_plans)
+from .features import FeatureSettings, FramePlan
+from .precompute import (PrecomputeOptions, corpus_names, log_redone, prepare_out, split_done, write_failures,
+                         write_manifest, write_plans)
 
 log = logging.getLogger(__name__)
 
@@ -314,24 +314,25 @@ class RayAgent:
 
 def _plan_json(plan: FramePlan) -> str:
     return json.dumps({"name": plan.name, "frames": plan.frames, "mask": [bool(m) for m in plan.mask],
-                       "inputs": plan.inputs, "total_frames": plan.total_frames}, ensure_ascii=False)
+                       "inputs": plan.inputs, "total_frames": plan.total_frames, "source": plan.source},
+                      ensure_ascii=False)
 
 
 def _plan_from_json(text: str) -> FramePlan:
     d = json.loads(text)
-    return FramePlan(d["name"], d["frames"], np.asarray(d["mask"], dtype=bool), d["inputs"], d["total_frames"])
+    return FramePlan(d["name"], d["frames"], np.asarray(d["mask"], dtype=bool), d["inputs"], d["total_frames"],
+                     d.get("source"))
 
 
 def _plan_batch(batch: Dict[str, np.ndarray], openface_dir: str, settings: Dict[str, Any]) -> Dict[str, np.ndarray]:
     """Read and plan each video of the batch, exactly as the local engine does; a bad CSV becomes its reason."""
-    from au_core.openface import read_openface_csv
+    from .provenance import plan_csv
 
     fs = FeatureSettings(**settings)
     plans, errors = [], []
     for name in batch["name"]:
         try:
-            track = read_openface_csv(Path(openface_dir) / f"{name}.csv", fs.min_confidence)
-            plans.append(_plan_json(plan_video(track, fs)))
+            plans.append(_plan_json(plan_csv(Path(openface_dir) / f"{name}.csv", fs)))
             errors.append("")
         except AUAgentError as e:
             plans.append("")
@@ -379,10 +380,11 @@ def precompute_on_ray(opts: PrecomputeOptions, config: AgentConfig, clip: ClipSp
     names, mine = corpus_names(opts)
     src = Path(opts.openface_dir)
     agent_fp, clip_fp = fingerprint(config), check_clip(clip.name)
-    todo, done_meta = split_done(mine, opts, agent_fp, clip_fp)
+    redone: Dict[str, int] = {}
+    todo, done_meta = split_done(mine, opts, agent_fp, clip_fp, redone)
     log.info("%d videos in %s, %d in shard %d/%d: %d to do, %d already done", len(names), src, len(mine),
              *opts.shard, len(todo), len(done_meta))
-    prepare_out(opts)
+    log_redone(redone, prepare_out(opts))
     owns = connect(ray_opts)
     try:
         failed, stats, done, encoded = _run_job(todo, opts, config, clip, agent_fp, ray_opts)
@@ -396,6 +398,7 @@ def precompute_on_ray(opts: PrecomputeOptions, config: AgentConfig, clip: ClipSp
     by_reason = collections.Counter(failed.values())
     return {"videos": len(mine), "done": done, "skipped": len(done_meta), "failed": len(failed),
             "failed_by_reason": dict(by_reason.most_common()), "manifest_entries": manifest,
+            "redone": sum(redone.values()), "redone_by_reason": redone,
             **{f"agent_{k}": v for k, v in stats.items()}, "clip_encoded": encoded}
 
 

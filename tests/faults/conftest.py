@@ -2,7 +2,8 @@
 
 Each fault test records what it tried and how it ended with
 ``record_property("fault_case", "<kind>:<outcome>")`` once its assertions hold, where kind is ``bad-input``,
-``kill`` or ``race`` and outcome is ``clean-error``, ``survived`` or ``failed``. A test of this folder that fails
+``kill``, ``race``, ``stale`` (a finished-looking record of another video or input), ``disk-full`` (a full or
+read-only output file system) or ``sigterm``, and outcome is ``clean-error``, ``survived`` or ``failed``. A test of this folder that fails
 before recording counts as ``failed`` under its file's kind. The summary reads the recorded properties from the
 test reports, so it needs no state of its own (and no cache plugin).
 """
@@ -12,10 +13,14 @@ import collections
 from typing import Counter, Dict
 
 PROPERTY = "fault_case"
-KINDS = ("bad-input", "kill", "race")
+KINDS = ("bad-input", "kill", "race", "stale", "disk-full", "sigterm")
 OUTCOMES = ("clean-error", "survived", "failed")
 #: The kind of a test that failed before recording one, by the name of its file.
-KIND_OF_FILE = {"test_bad_inputs.py": "bad-input", "test_races.py": "race"}
+KIND_OF_FILE = {"test_bad_inputs.py": "bad-input", "test_races.py": "race", "test_stale_records.py": "stale",
+                "test_disk_full.py": "disk-full", "test_sigterm.py": "sigterm"}
+#: The kinds whose cases end well in either way (caught as a clean error, or survived), and how the line says so.
+HANDLED = {"stale": "stale records caught", "disk-full": "full or read-only disks stopped cleanly",
+           "sigterm": "SIGTERMs handled"}
 
 
 def fault_counts(reports) -> Dict[str, Counter]:
@@ -48,6 +53,11 @@ def summary_line(counts: Dict[str, Counter]) -> str:
         if c:
             tried = sum(c.values())
             parts.append(f"{c['survived']} {plural} survived" + (f" of {tried}" if tried != c["survived"] else ""))
+    for kind, label in HANDLED.items():
+        c = counts.get(kind)
+        if c:
+            tried, handled = sum(c.values()), c["survived"] + c["clean-error"]
+            parts.append(f"{handled} {label}" + (f" of {tried}" if tried != handled else ""))
     return "fault suite: " + "; ".join(parts)
 
 

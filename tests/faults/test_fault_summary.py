@@ -33,3 +33,16 @@ def test_a_kill_that_was_not_survived_shows():
     counts = summary.fault_counts([report("tests/faults/test_kills.py::k", "call", False, "kill:failed"),
                                    report("tests/faults/test_kills.py::j", "call", False, "kill:survived")])
     assert summary.summary_line(counts) == "fault suite: 1 kills survived of 2"
+
+
+def test_stale_disk_and_sigterm_cases_are_counted():
+    counts = summary.fault_counts([
+        report("tests/faults/test_stale_records.py::a", "call", False, "stale:survived"),
+        report("tests/faults/test_stale_records.py::b", "call", False, "stale:clean-error"),
+        report("tests/faults/test_stale_records.py::c", "call", True),  # failed before recording
+        report("tests/faults/test_disk_full.py::d", "call", False, "disk-full:clean-error"),
+        report("tests/faults/test_sigterm.py::e", "call", False, "sigterm:survived"),
+        report("tests/faults/test_sigterm.py::f", "call", True),
+    ])
+    assert summary.summary_line(counts) == ("fault suite: 2 stale records caught of 3; 1 full or read-only disks "
+                                            "stopped cleanly; 1 SIGTERMs handled of 2")
