@@ -33,7 +33,8 @@ import numpy as np
 from tqdm import tqdm
 
 from au_core import atomic
-from au_core.errors import AUAgentError
+from au_core.errors import AUAgentError, StorageError
+from au_core.storage import output_errors
 
 from .features import (FeatureSettings, FramePlan, assemble, describe_plan, meta_mismatches, precomputed_meta,
                        save_video_features)
@@ -88,6 +89,11 @@ def corpus_names(opts: PrecomputeOptions) -> Tuple[List[str], List[str]]:
 
 def precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, Any]:
     """Run the corpus; return the summary (done / skipped / failed by reason)."""
+    with output_errors(opts.out):  # a full disk stops the run at once, named by --out
+        return _precompute(opts, agent, encoder)
+
+
+def _precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, Any]:
     names, mine = corpus_names(opts)
     src = Path(opts.openface_dir)
     out = prepare_out(opts)
@@ -250,6 +256,8 @@ def write_plans(plans: List[FramePlan], descriptions: Mapping[str, str], encoder
         vf = assemble(plan, describe_plan(plan, descriptions), encoded, agent_fingerprint, opts.settings)
         try:
             save_video_features(out, vf)
+        except StorageError:  # a full or read-only file system: every later video would fail the same way
+            raise
         except OSError as e:  # e.g. a name too long for the file system
             _fail(out, failed, plan.name, f"cannot write its features ({e.strerror or e})", bar)
             continue

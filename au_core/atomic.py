@@ -8,6 +8,9 @@ at every instant. New files follow the umask; a replaced file keeps its mode.
 
 ``AU_AGENT_FAULT_AT=N`` (tests only) kills the process with SIGKILL at the N-th write or rename point, and
 ``AU_AGENT_FAULT_LOG=FILE`` appends the name of every point reached; unset, each point costs one comparison.
+
+A full, over-quota or read-only file system (or an unwritable output) raises :class:`StorageError` naming the
+output the user chose, never a temporary name: every later write would fail the same way, so runs stop at once.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
 
 from .errors import AUAgentError
+from .storage import output_errors
 
 PathLike = Union[str, os.PathLike]
 
@@ -121,20 +125,21 @@ def write_bytes(path: PathLike, data: bytes, mode: Optional[int] = None) -> None
         path = Path(os.path.realpath(path))
     if mode is None:
         mode = 0o666 & ~current_umask()
-    _mkdirs(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path.name), suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        fault_point(f"write {path}")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with output_errors(path, [path.parent]):
+        _mkdirs(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path.name), suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fchmod(f.fileno(), mode)
+                os.fsync(f.fileno())
+            fault_point(f"write {path}")
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
     fault_point(f"rename {path}")
     _fsync_dir(path.parent)
 
@@ -367,22 +372,24 @@ def staged_dir(out_dir: PathLike, command: Optional[str] = None, legacy: Sequenc
     ``out_dir`` holds the old or the new folder at every instant. On any error ``out_dir`` is left as it was.
     """
     out_dir = _resolve_out(out_dir)
-    _mkdirs(out_dir.parent)
-    recover_swap(out_dir)
-    if command is not None:
-        _check_ownership(out_dir, command, legacy)
-    mode = stat.S_IMODE(out_dir.stat().st_mode) if out_dir.is_dir() else 0o777 & ~current_umask()
-    stage = Path(tempfile.mkdtemp(prefix=_temp_prefix(out_dir.name), suffix=".partial", dir=out_dir.parent))
+    with output_errors(out_dir, [out_dir.parent]):
+        _mkdirs(out_dir.parent)
+        recover_swap(out_dir)
+        if command is not None:
+            _check_ownership(out_dir, command, legacy)
+        mode = stat.S_IMODE(out_dir.stat().st_mode) if out_dir.is_dir() else 0o777 & ~current_umask()
+        stage = Path(tempfile.mkdtemp(prefix=_temp_prefix(out_dir.name), suffix=".partial", dir=out_dir.parent))
     try:
-        yield stage
-        if command is not None:
-            (stage / MARKER).write_bytes(_marker_bytes(command))
-        os.chmod(stage, mode)
-        _fsync_tree(stage)
-        fault_point(f"staged {out_dir.name}")
-        if command is not None:
-            _check_ownership(out_dir, command, legacy)  # nothing else moved in meanwhile
-        _swap_in(stage, out_dir)
+        with output_errors(out_dir, [stage]):
+            yield stage
+            if command is not None:
+                (stage / MARKER).write_bytes(_marker_bytes(command))
+            os.chmod(stage, mode)
+            _fsync_tree(stage)
+            fault_point(f"staged {out_dir.name}")
+            if command is not None:
+                _check_ownership(out_dir, command, legacy)  # nothing else moved in meanwhile
+            _swap_in(stage, out_dir)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise

@@ -17,3 +17,8 @@ class AUAgentError(Exception):
         self.path = os.fspath(path) if path is not None else None
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class StorageError(AUAgentError):
+    """The output's file system cannot take it (full, over quota, read-only, not writable): a run stops at once,
+    since every later write would fail the same way."""
