@@ -23,6 +23,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from au_core import argtypes
 from au_core.errors import AUAgentError
+from au_core.termination import EXIT_STATUS as TERMINATED_STATUS
+from au_core.termination import Terminated, sigterm_as_interrupt
 
 log = logging.getLogger("au_agent")
 
@@ -523,7 +525,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
     try:
-        return _HANDLERS[args.command](args)
+        with sigterm_as_interrupt():
+            return _HANDLERS[args.command](args)
+    except Terminated:
+        print(f"au-agent {args.command}: terminated (SIGTERM); temporary files removed", file=sys.stderr)
+        return TERMINATED_STATUS
     except AUAgentError as e:
         print(f"au-agent {args.command}: error: {e}", file=sys.stderr)
         return 1

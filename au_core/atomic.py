@@ -6,8 +6,9 @@ A folder is built in a staging folder beside it and swapped in with one ``rename
 (or two renames that the next run completes or rolls back), so the output path holds the old or the new folder
 at every instant. New files follow the umask; a replaced file keeps its mode.
 
-``AU_AGENT_FAULT_AT=N`` (tests only) kills the process with SIGKILL at the N-th write or rename point, and
-``AU_AGENT_FAULT_LOG=FILE`` appends the name of every point reached; unset, each point costs one comparison.
+``AU_AGENT_FAULT_AT=N`` (tests only) kills the process with SIGKILL at the N-th write or rename point (with
+``AU_AGENT_FAULT_PAUSE=1`` it waits there instead, for a test to signal it), and ``AU_AGENT_FAULT_LOG=FILE``
+appends the name of every point reached; unset, each point costs one comparison.
 
 A full, over-quota or read-only file system (or an unwritable output) raises :class:`StorageError` naming the
 output the user chose, never a temporary name: every later write would fail the same way, so runs stop at once.
@@ -40,7 +41,9 @@ PathLike = Union[str, os.PathLike]
 
 FAULT_AT_ENV = "AU_AGENT_FAULT_AT"
 FAULT_LOG_ENV = "AU_AGENT_FAULT_LOG"
+FAULT_PAUSE_ENV = "AU_AGENT_FAULT_PAUSE"
 _FAULT_AT = int(os.environ.get(FAULT_AT_ENV) or 0)
+_FAULT_PAUSE = os.environ.get(FAULT_PAUSE_ENV) == "1"
 _FAULT_LOG = os.environ.get(FAULT_LOG_ENV) or None
 _fault_count = 0
 
@@ -55,6 +58,9 @@ def fault_point(what: str) -> None:
         with open(_FAULT_LOG, "a", encoding="utf-8") as f:
             f.write(f"{_fault_count} {what}\n")
     if _fault_count == _FAULT_AT:
+        if _FAULT_PAUSE:
+            time.sleep(120)
+            return
         os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -65,19 +65,34 @@ def run_llamafactory(command: str, recipe_file: Path, log_file: Path, echo: bool
     with open(log_file, "ab") as log_f:
         log_f.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} llamafactory-cli {command} {recipe_file}\n".encode())
         with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, bufsize=0) as proc:
-            for chunk in iter(lambda: proc.stdout.read(1 << 16), b""):
-                log_f.write(chunk)
-                tail = (tail + chunk)[-4096:]
-                if echo and sink is not None:
-                    sink.write(chunk)
-                    sink.flush()
-                elif echo:
-                    sys.stdout.write(chunk.decode("utf-8", "replace"))
+            try:
+                for chunk in iter(lambda: proc.stdout.read(1 << 16), b""):
+                    log_f.write(chunk)
+                    tail = (tail + chunk)[-4096:]
+                    if echo and sink is not None:
+                        sink.write(chunk)
+                        sink.flush()
+                    elif echo:
+                        sys.stdout.write(chunk.decode("utf-8", "replace"))
+            except BaseException:  # Ctrl-C or SIGTERM: the trainer stops too (it saves nothing half-way)
+                stop_process(proc)
+                raise
     if proc.returncode != 0:
         lines = [line.strip() for line in tail.decode("utf-8", "replace").replace("\r", "\n").splitlines()]
         last = next((line for line in reversed(lines) if line), "no output")
         raise AUAgentError(f"llamafactory-cli {command} failed (exit status {proc.returncode}): {last}; "
                            f"full log: {log_file}")
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 30.0) -> None:
+    """SIGTERM a child, then SIGKILL it when it has not exited after ``grace`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def checked_inputs(opts: TrainOptions) -> Tuple[Dict[str, Any], Path, Dict[str, Any]]:
