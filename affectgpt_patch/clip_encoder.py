@@ -41,7 +41,10 @@ RELEASED_WIDTHS = {"RN50": 1024, "RN101": 512, "RN50x4": 640, "RN50x16": 768, "R
 
 
 def clip_fingerprint(name_or_path: str) -> str:
-    """Released models are named by the sha256 in their download URL; local files by their content."""
+    """Released models are named by the sha256 in their download URL; local files by their content (without
+    importing torch: a finished rerun checks fingerprints and loads nothing)."""
+    if name_or_path not in RELEASED_WIDTHS and Path(name_or_path).is_file():
+        return atomic.file_digest(name_or_path)[:24]
     import clip
 
     if name_or_path in clip.available_models():
@@ -143,3 +146,43 @@ def local_vit_b32() -> Optional[Path]:
     """The released ViT-B/32 file if it is already in the local CLIP cache (no download)."""
     path = Path(os.path.expanduser("~/.cache/clip")) / "ViT-B-32.pt"
     return path if path.is_file() else None
+
+
+class DeferredClipEncoder:
+    """A :class:`ClipTextEncoder` that loads CLIP (and torch) only for a text missing from the feature cache: its
+    fingerprint comes from the name or file, and cached vectors are read without the model. A finished
+    ``precompute`` rerun therefore loads no CLIP."""
+
+    def __init__(self, name_or_path: str = DEFAULT_CLIP, device: Optional[str] = None,
+                 cache_dir: Optional[os.PathLike] = None, use_cache: bool = True) -> None:
+        self.name, self._args = str(name_or_path), (device, cache_dir, use_cache)
+        if self.name not in RELEASED_WIDTHS and not Path(self.name).is_file():
+            check_clip_name(self.name)  # one line naming what is neither
+        self.fingerprint = clip_fingerprint(self.name)
+        self.cache = SQLiteCache(Path(cache_dir or default_cache_dir()) / FEATURE_CACHE) if use_cache else None
+        self._encoder: Optional[ClipTextEncoder] = None
+        self._dim: Optional[int] = RELEASED_WIDTHS.get(self.name)
+
+    def _loaded(self) -> ClipTextEncoder:
+        if self._encoder is None:
+            self._encoder = load_clip_text_encoder(self.name, *self._args)
+        return self._encoder
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._dim = self._loaded().dim
+        return self._dim
+
+    @property
+    def encoded(self) -> int:
+        return self._encoder.encoded if self._encoder is not None else 0
+
+    def encode(self, texts: Sequence[str], batch_size: int = 256, progress: bool = False) -> np.ndarray:
+        if self._encoder is None and self.cache is not None and texts:
+            found = self.cache.get_many(self.fingerprint, texts)
+            if len(found) == len(set(texts)):
+                vectors = {t: np.frombuffer(b, dtype=np.float32) for t, b in found.items()}
+                self._dim = self._dim or len(next(iter(vectors.values())))
+                return np.stack([vectors[t] for t in texts])
+        return self._loaded().encode(texts, batch_size=batch_size, progress=progress)

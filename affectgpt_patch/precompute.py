@@ -21,16 +21,16 @@ removing the temporary files that killed runs left.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import json
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
-from tqdm import tqdm
 
 from au_core import atomic
 from au_core.errors import AUAgentError, StorageError
@@ -39,6 +39,9 @@ from au_core.storage import output_errors
 from .features import (FeatureSettings, FramePlan, assemble, describe_plan, meta_mismatches, precomputed_meta,
                        save_video_features)
 from .provenance import plan_csv, stale_reason
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +108,13 @@ def _precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, 
     log_redone(redone, out)
     failed: Dict[str, str] = {}
     done = 0
-    with tqdm(total=len(todo), desc="precomputing AU features", unit="video", disable=not opts.progress) as bar:
-        for start in range(0, len(todo), opts.chunk_videos):
-            chunk = todo[start:start + opts.chunk_videos]
-            done += _run_chunk(chunk, opts, out, agent, encoder, failed, bar)
+    if todo:  # a finished rerun imports no progress bar and loads no model
+        from tqdm import tqdm
+
+        with tqdm(total=len(todo), desc="precomputing AU features", unit="video", disable=not opts.progress) as bar:
+            for start in range(0, len(todo), opts.chunk_videos):
+                chunk = todo[start:start + opts.chunk_videos]
+                done += _run_chunk(chunk, opts, out, agent, encoder, failed, bar)
     manifest = write_manifest(out, done_meta)
     write_failures(out, failed, set(names))
     by_reason = collections.Counter(failed.values())
@@ -293,8 +299,8 @@ class _EncodedTexts:
     """A chunk's descriptions encoded in one pass; ``assemble`` looks vectors up here instead of re-encoding."""
 
     def __init__(self, encoder: Any, texts: List[str], progress: bool) -> None:
-        self.dim, self.fingerprint = encoder.dim, encoder.fingerprint
         self._vectors = dict(zip(texts, encoder.encode(texts, progress=progress))) if texts else {}
+        self.dim, self.fingerprint = encoder.dim, encoder.fingerprint  # after encoding: a cached vector tells it
 
     def encode(self, texts: List[str]) -> np.ndarray:
         return np.stack([self._vectors[t] for t in texts])
@@ -319,5 +325,9 @@ def write_manifest(out: os.PathLike, known: Optional[Dict[str, Dict[str, Any]]] 
                                  "agent": meta.get("agent"), "clip": meta.get("clip"),
                                  "settings": meta.get("settings"), "npy_sha256": meta["npy_sha256"]},
                                 ensure_ascii=False))
-    atomic.write_text(out / MANIFEST, "".join(line + "\n" for line in lines))
+    text = "".join(line + "\n" for line in lines)
+    with contextlib.suppress(OSError):
+        if (out / MANIFEST).read_text(encoding="utf-8") == text:
+            return len(lines)  # unchanged: a finished rerun writes nothing
+    atomic.write_text(out / MANIFEST, text)
     return len(lines)

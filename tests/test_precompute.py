@@ -189,3 +189,35 @@ def test_refuses_a_folder_it_did_not_write(corpus, tmp_path, tiny_clip, capsys):
     assert au_agent_cli.main(args(corpus, out, tmp_path / "c", clip=tiny_clip)) == 1
     assert "not empty and not an output of au-agent precompute" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["notes.json"]
+
+
+PROBE = ("import sys, au_agent_cli; rc = au_agent_cli.main(); "
+         "print('loaded:', sorted(m for m in ('torch', 'transformers', 'clip') if m in sys.modules), file=sys.stderr); "
+         "sys.exit(rc)")
+
+
+def probed(argv):
+    """Run the CLI in a fresh process; its stderr ends with the heavy modules it imported."""
+    done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=300,
+                          cwd=Path(au_agent_cli.__file__).parent)
+    assert done.returncode == 0, done.stderr
+    return done.stderr.splitlines()[-1]
+
+
+def test_a_rerun_with_nothing_to_do_loads_no_model(tmp_path, tiny_qwen2, tiny_clip):
+    corpus = tmp_path / "openface"
+    for i in range(3):
+        write_video(corpus, f"v{i}", 20 + 5 * i, seed=70 + i)
+    agent = ("--backend", "hf", "--agent", str(tiny_qwen2), "--device", "cpu", "--max-new-tokens", "4")
+    argv = args(corpus, tmp_path / "f", tmp_path / "c", agent=agent, clip=tiny_clip) + ["--clip-device", "cpu"]
+    assert probed(argv) == "loaded: ['clip', 'torch', 'transformers']"  # the first run describes and encodes
+    before = outputs(tmp_path / "f")
+    assert probed(argv) == "loaded: []"  # finished: neither model, not even torch
+    for suffix in (".npy", ".json"):
+        (tmp_path / "f" / f"v1{suffix}").unlink()
+    assert probed(argv) == "loaded: []"  # redone from the description and CLIP caches alone
+    assert outputs(tmp_path / "f") == before
+    describe = ["-q", "describe", str(corpus), "--out", str(tmp_path / "frames.jsonl"), "--cache-dir",
+                str(tmp_path / "c"), *agent]
+    assert au_agent_cli.main(describe) == 0  # every frame, not only the T chosen ones: describes the others
+    assert probed(describe) == "loaded: []"  # now every description is cached

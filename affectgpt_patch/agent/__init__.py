@@ -51,16 +51,26 @@ def _backend(config: AgentConfig):
 class AUAgent:
     """Describes AU frames with one backend; see the module docstring."""
 
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, lazy: bool = False) -> None:
         self.config = config
-        self.backend = _backend(config)  # first: a hub model is downloaded here, then its revision is known
-        self.fingerprint = fingerprint(config)
+        self._backend = None if lazy else _backend(config)  # a hub model is downloaded here: its revision is
+        self.fingerprint = fingerprint(config)  # known after (a lazy agent re-reads it once the model is loaded)
         self.cache: Optional[SQLiteCache] = None
         if config.use_cache:
             cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
             self.cache = SQLiteCache(cache_dir / DESCRIPTION_CACHE)
         self.generated = 0  # descriptions produced by the backend in this process
-        log.info("AU agent ready: backend %s, fingerprint %s", config.backend, self.fingerprint)
+        if not lazy:
+            log.info("AU agent ready: backend %s, fingerprint %s", config.backend, self.fingerprint)
+
+    @property
+    def backend(self):
+        """The model; an agent made with ``lazy=True`` loads it here, on the first description not cached."""
+        if self._backend is None:
+            self._backend = _backend(self.config)
+            self.fingerprint = fingerprint(self.config)
+            log.info("AU agent loaded: backend %s, fingerprint %s", self.config.backend, self.fingerprint)
+        return self._backend
 
     # ---- the seed guide's API
 
@@ -118,13 +128,15 @@ class AUAgent:
         return {**stats, "generated": self.generated}
 
     def close(self) -> None:
-        self.backend.close()
+        if self._backend is not None:
+            self._backend.close()
 
 
-def create_au_agent(cfg: Any = None, backend: Optional[str] = None, **options: Any) -> AUAgent:
+def create_au_agent(cfg: Any = None, backend: Optional[str] = None, lazy: bool = False, **options: Any) -> AUAgent:
     """Create an agent from an AffectGPT ``dataset_cfg`` (the seed's ``au_agent_*`` keys), a dict, an OmegaConf
-    node, an :class:`AgentConfig`, or a path to an ``au-agent train`` output / ``agent_card.json`` / adapter."""
-    return AUAgent(agent_config(cfg, backend=backend, **options))
+    node, an :class:`AgentConfig`, or a path to an ``au-agent train`` output / ``agent_card.json`` / adapter.
+    ``lazy``: load the model only when a description is missing from the cache (a finished rerun loads none)."""
+    return AUAgent(agent_config(cfg, backend=backend, **options), lazy=lazy)
 
 
 _SHARED: Dict[str, AUAgent] = {}
