@@ -21,7 +21,6 @@ removing the temporary files that killed runs left.
 from __future__ import annotations
 
 import collections
-import contextlib
 import hashlib
 import json
 import logging
@@ -325,9 +324,5 @@ def write_manifest(out: os.PathLike, known: Optional[Dict[str, Dict[str, Any]]] 
                                  "agent": meta.get("agent"), "clip": meta.get("clip"),
                                  "settings": meta.get("settings"), "npy_sha256": meta["npy_sha256"]},
                                 ensure_ascii=False))
-    text = "".join(line + "\n" for line in lines)
-    with contextlib.suppress(OSError):
-        if (out / MANIFEST).read_text(encoding="utf-8") == text:
-            return len(lines)  # unchanged: a finished rerun writes nothing
-    atomic.write_text(out / MANIFEST, text)
+    atomic.write_text(out / MANIFEST, "".join(line + "\n" for line in lines))
     return len(lines)
