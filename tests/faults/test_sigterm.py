@@ -128,8 +128,8 @@ def _gone(pid):
 
 @pytest.mark.slow
 def test_sigterm_stops_training_and_its_trainer(sample_dataset, tiny_qwen2, tmp_path, record_property):
-    if not Path("/proc/self/task").is_dir():
-        pytest.skip("needs /proc to find the trainer process")
+    if not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").is_file():
+        pytest.skip("needs /proc/PID/task/TID/children to find the trainer process")
     out = tmp_path / "agent"
     proc = start(["train", "--recipe", "tiny_cpu_lora_sft", "--dataset", sample_dataset, "--base-model", tiny_qwen2,
                   "--out", out])
