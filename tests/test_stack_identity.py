@@ -3,6 +3,9 @@ then CLIP) writes the same bytes on AffectGPT's stack (Python 3.10, torch 2.4, t
 the main venv's (Python 3.11, torch 2.11, transformers 5), from the same model files and OpenFace CSVs. Users
 precompute in one environment and train AffectGPT in the other, or mix precomputed and on-the-fly features.
 
+The LoRA adapter is made on the other stack: in `make test-affectgpt-env` that is the main venv, where users train
+the agent, so AffectGPT's peft 0.13 loads an adapter written by the training venv's peft.
+
 The other stack's interpreter is ``$AU_AGENT_OTHER_PYTHON`` (`make test-affectgpt-env` sets it to the main venv's);
 unset, it is this checkout's other venv (.venv or .venv-affectgpt), and the test skips, saying why, without one."""
 from __future__ import annotations
@@ -17,8 +20,6 @@ from typing import Dict, List
 
 import numpy as np
 import pytest
-
-from helpers import make_random_adapter
 
 REPO = Path(__file__).resolve().parents[1]
 VENVS = (".venv", ".venv-affectgpt")
@@ -40,13 +41,22 @@ def other_python() -> Path:
                 "(or set AU_AGENT_OTHER_PYTHON)")
 
 
-def precompute(python: Path, openface: Path, adapter: Path, clip: Path, out: Path) -> Dict[str, bytes]:
-    cmd = [str(python), "-m", "au_agent_cli", "-q", "precompute", "--openface-dir", str(openface), "--out", str(out),
-           "--agent", str(adapter), "--backend", "hf", "--device", "cpu", "--max-new-tokens", "12", "--no-cache",
-           "--clip-model", str(clip)]
+def make_adapter(python: Path, base: Path, out: Path) -> Path:
+    code = "import sys; from helpers import make_random_adapter; make_random_adapter(sys.argv[1], sys.argv[2], seed=5)"
+    run(python, ["-c", code, str(base), str(out)], cwd=REPO / "tests")
+    return out
+
+
+def run(python: Path, args: List[str], cwd: Path = REPO) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([str(python), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"{python}: {done.stderr[-3000:]}"
+
+
+def precompute(python: Path, openface: Path, adapter: Path, clip: Path, out: Path) -> Dict[str, bytes]:
+    run(python, ["-m", "au_agent_cli", "-q", "precompute", "--openface-dir", str(openface), "--out", str(out),
+                 "--agent", str(adapter), "--backend", "hf", "--device", "cpu", "--max-new-tokens", "12", "--no-cache",
+                 "--clip-model", str(clip)])
     return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if not p.name.startswith(".")}
 
 
@@ -60,7 +70,7 @@ def test_features_are_byte_identical_across_stacks(samples, tiny_qwen2, tiny_cli
     openface.mkdir()
     for name in VIDEOS:
         shutil.copy(samples / "openface" / f"{name}.csv", openface)
-    adapter = make_random_adapter(tiny_qwen2, tmp_path / "adapter", seed=5)
+    adapter = make_adapter(other, tiny_qwen2, tmp_path / "adapter")
 
     here = precompute(Path(sys.executable), openface, adapter, tiny_clip, tmp_path / "here")
     there = precompute(other, openface, adapter, tiny_clip, tmp_path / "there")
