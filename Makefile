@@ -73,10 +73,12 @@ clean:
 # a venv on another Python than the one found is rebuilt.
 AFFECTGPT_VENV ?= .venv-affectgpt
 AFFECTGPT_REQ := affectgpt_patch/smoke/requirements-affectgpt.txt
-AFFECTGPT_STAMP := $(AFFECTGPT_VENV)/.installed
+# Named for Python 3.10: a venv that an older `make affectgpt-env` built on another Python is rebuilt.
+AFFECTGPT_STAMP := $(AFFECTGPT_VENV)/.installed-py310
 # Empty: the first Python 3.10 among python3.10 on PATH and pyenv's 3.10 installs.
 AFFECTGPT_PYTHON ?=
-NO_PY310_MESSAGE := error: AffectGPT runs on Python 3.10 and none was found: install Python 3.10 (pyenv install 3.10, or the python3.10 package of your distribution) or name one with AFFECTGPT_PYTHON=/path/to/python3.10
+NO_PY310_MESSAGE := error: AffectGPT runs on Python 3.10 and none was found: install Python 3.10 (pyenv install \
+3.10, or the python3.10 package of your distribution) or name one with AFFECTGPT_PYTHON=/path/to/python3.10
 
 .PHONY: affectgpt-env test-affectgpt-env
 affectgpt-env: $(AFFECTGPT_STAMP)
@@ -90,7 +92,8 @@ $(AFFECTGPT_STAMP): $(AFFECTGPT_REQ) setup.cfg pyproject.toml
 	  done; \
 	fi; \
 	if [ -z "$$py" ]; then echo '$(NO_PY310_MESSAGE)' >&2; exit 1; fi; \
-	want=$$("$$py" -c 'import platform; print(platform.python_version())') || exit 1; \
+	want=$$("$$py" -c 'import platform; print(platform.python_version())' 2>/dev/null) \
+	  || { echo "error: AFFECTGPT_PYTHON=$$py does not run" >&2; exit 1; }; \
 	have=$$($(AFFECTGPT_VENV)/bin/python -c 'import platform; print(platform.python_version())' 2>/dev/null); \
 	if [ "$$have" != "$$want" ]; then rm -rf $(AFFECTGPT_VENV) && "$$py" -m venv $(AFFECTGPT_VENV) || exit 1; fi; \
 	echo "$(AFFECTGPT_VENV): Python $$want ($$py)"
