@@ -67,19 +67,44 @@ demo: $(STAMP)
 clean:
 	rm -rf demo_out bench_out gpu_check .pytest_cache build *.egg-info
 
-# AffectGPT's own environment (Python >= 3.10, torch 2.4.0, transformers 4.49.0, ...) plus au-agent[agent], for
-# `au-agent smoke-affectgpt` and for running a patched AffectGPT. Idempotent like .venv.
+# AffectGPT's own environment (Python 3.10, torch 2.4.0, transformers 4.49.0, peft 0.13.2, ...) plus
+# au-agent[agent] and pytest: for `au-agent smoke-affectgpt`, for running a patched AffectGPT, and for
+# `make test-affectgpt-env`, which runs the tests of the code AffectGPT imports on that stack. Idempotent like .venv;
+# a venv on another Python than the one found is rebuilt.
 AFFECTGPT_VENV ?= .venv-affectgpt
 AFFECTGPT_REQ := affectgpt_patch/smoke/requirements-affectgpt.txt
-AFFECTGPT_STAMP := $(AFFECTGPT_VENV)/.installed
+# Named for Python 3.10: a venv that an older `make affectgpt-env` built on another Python is rebuilt.
+AFFECTGPT_STAMP := $(AFFECTGPT_VENV)/.installed-py310
+# Empty: the first Python 3.10 among python3.10 on PATH and pyenv's 3.10 installs.
+AFFECTGPT_PYTHON ?=
+NO_PY310_MESSAGE := error: AffectGPT runs on Python 3.10 and none was found: install Python 3.10 (pyenv install \
+3.10, or the python3.10 package of your distribution) or name one with AFFECTGPT_PYTHON=/path/to/python3.10
 
-.PHONY: affectgpt-env
+.PHONY: affectgpt-env test-affectgpt-env
 affectgpt-env: $(AFFECTGPT_STAMP)
 
 $(AFFECTGPT_STAMP): $(AFFECTGPT_REQ) setup.cfg pyproject.toml
-	@test -x $(AFFECTGPT_VENV)/bin/python || $(PYTHON) -m venv $(AFFECTGPT_VENV)
+	@py='$(AFFECTGPT_PYTHON)'; \
+	if [ -z "$$py" ]; then \
+	  pyenv_root=$$(pyenv root 2>/dev/null || echo "$$HOME/.pyenv"); \
+	  for c in python3.10 $$pyenv_root/versions/3.10*/bin/python3.10; do \
+	    if "$$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then py=$$c; break; fi; \
+	  done; \
+	fi; \
+	if [ -z "$$py" ]; then echo '$(NO_PY310_MESSAGE)' >&2; exit 1; fi; \
+	want=$$("$$py" -c 'import platform; print(platform.python_version())' 2>/dev/null) \
+	  || { echo "error: AFFECTGPT_PYTHON=$$py does not run" >&2; exit 1; }; \
+	have=$$($(AFFECTGPT_VENV)/bin/python -c 'import platform; print(platform.python_version())' 2>/dev/null); \
+	if [ "$$have" != "$$want" ]; then rm -rf $(AFFECTGPT_VENV) && "$$py" -m venv $(AFFECTGPT_VENV) || exit 1; fi; \
+	echo "$(AFFECTGPT_VENV): Python $$want ($$py)"
 	$(AFFECTGPT_VENV)/bin/python -c 'import sys; assert sys.version_info >= (3, 10), "AffectGPT needs Python >= 3.10"'
 	$(AFFECTGPT_VENV)/bin/python -m pip install -q -U pip
-	$(AFFECTGPT_VENV)/bin/python -m pip install -q -r $(AFFECTGPT_REQ) -e ".[agent]"
+	$(AFFECTGPT_VENV)/bin/python -m pip install -q -r $(AFFECTGPT_REQ) -e ".[agent]" "pytest>=7"
 	@$(AFFECTGPT_VENV)/bin/python -m pip check || echo "warning: pip check reported conflicts (see above)"
 	@touch $@
+
+# The tests of the code that runs inside AffectGPT (AFFECTGPT_STACK_FILES in tests/conftest.py), on AffectGPT's stack.
+# An empty selection fails.
+test-affectgpt-env: $(AFFECTGPT_STAMP)
+	@$(OFFLINE) AU_AGENT_OTHER_PYTHON=$(abspath $(PY)) $(AFFECTGPT_VENV)/bin/python -m pytest -q --affectgpt-stack tests $(PYTEST_ARGS); \
+	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc

@@ -15,7 +15,77 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"
 SAMPLES = REPO / "samples"
+
+#: The test files of the code that runs inside AffectGPT's environment: the mixin and what it reaches, the agent
+#: runtime and its backends, CLIP, frames, the cache, precompute, the AU branch template, the smoke shims and the au_core
+#: modules they import. `make test-affectgpt-env` (``pytest --affectgpt-stack``) collects these files, and only
+#: these, on AffectGPT's own stack (Python 3.10, torch 2.4, transformers 4.49, peft 0.13, omegaconf 2.3). A test file
+#: of such code joins with one line here; a test in it that needs the main venv's packages (LLaMA-Factory, Ray) is
+#: marked ``@pytest.mark.main_venv_only``.
+AFFECTGPT_STACK_FILES = frozenset({
+    "test_agent_card.py",
+    "test_agent_hf.py",
+    "test_agent_openai.py",
+    "test_agent_rules.py",
+    "test_atomic.py",
+    "test_au_branch.py",
+    "test_cache.py",
+    "test_clip_encoder.py",
+    "test_contract.py",
+    "test_facs.py",
+    "test_feature_source.py",
+    "test_features.py",
+    "test_fingerprint.py",
+    "test_frames.py",
+    "test_import_boundaries.py",
+    "test_mixin.py",
+    "test_openface.py",
+    "test_precompute.py",
+    "test_smoke_affectgpt.py",
+    "test_stack_identity.py",
+})
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption("--affectgpt-stack", action="store_true",
+                     help="collect only the tests of the code that runs inside AffectGPT (AFFECTGPT_STACK_FILES in "
+                          "tests/conftest.py), without those marked main_venv_only")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "affectgpt_stack: a test of code that runs inside AffectGPT (set from "
+                                       "AFFECTGPT_STACK_FILES in tests/conftest.py)")
+    config.addinivalue_line("markers", "main_venv_only: needs the main venv's packages (LLaMA-Factory, Ray); "
+                                       "not collected by --affectgpt-stack")
+    missing = sorted(name for name in AFFECTGPT_STACK_FILES if not (TESTS / name).is_file())
+    if missing:
+        raise pytest.UsageError(f"tests/conftest.py: AFFECTGPT_STACK_FILES names missing test files: {missing}")
+
+
+def _on_affectgpt_stack(path: Path) -> bool:
+    return path.parent == TESTS and path.name in AFFECTGPT_STACK_FILES
+
+
+def pytest_ignore_collect(collection_path: Path, config):
+    """Under ``--affectgpt-stack`` the other test files are not even imported: they may need LLaMA-Factory or Ray."""
+    if (config.getoption("--affectgpt-stack") and collection_path.suffix == ".py"
+            and collection_path.name.startswith("test_") and not _on_affectgpt_stack(collection_path)):
+        return True
+    return None
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    stack_only = config.getoption("--affectgpt-stack")
+    kept, dropped = [], []
+    for item in items:
+        if _on_affectgpt_stack(Path(str(item.fspath))):
+            item.add_marker(pytest.mark.affectgpt_stack)
+        (dropped if stack_only and item.get_closest_marker("main_venv_only") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """The hf backend on the tiny Qwen2: real transformers + peft, greedy, batched, cached."""
 import json
+import shutil
 
 import pytest
 
@@ -92,6 +93,29 @@ def test_adapter_for_another_base_model_is_refused(tiny_qwen2, adapters, tmp_pat
     with pytest.raises(AUAgentError, match="the adapter does not fit base model") as e:
         hf_agent(other, adapters[0], tmp_path)
     assert str(adapters[0]) in str(e.value) and "\n" not in str(e.value)
+
+
+def _with_options(adapter, folder, **options):
+    """A copy of the adapter whose adapter_config.json also lists options of a newer peft."""
+    shutil.copytree(adapter, folder)
+    cfg = json.loads((folder / "adapter_config.json").read_text())
+    (folder / "adapter_config.json").write_text(json.dumps({**cfg, **options}))
+    return folder
+
+
+def test_adapter_from_a_newer_peft_loads_when_its_new_options_are_off(tiny_qwen2, adapters, tmp_path):
+    # what the training venv's peft writes and AffectGPT's peft 0.13 does not know, all off
+    newer = _with_options(adapters[0], tmp_path / "newer", peft_version="9.0.0", alora_invocation_tokens=None,
+                          ensure_weight_tying=False, qalora_group_size=16, use_qalora=False, future_config={})
+    expected = hf_agent(tiny_qwen2, adapters[0], tmp_path, use_cache=False).describe_inputs(INPUTS[:4])
+    assert hf_agent(tiny_qwen2, newer, tmp_path, use_cache=False).describe_inputs(INPUTS[:4]) == expected
+
+
+def test_adapter_using_an_option_this_peft_lacks_is_refused(tiny_qwen2, adapters, tmp_path):
+    newer = _with_options(adapters[0], tmp_path / "newer", future_flag=True, future_option=3)
+    with pytest.raises(AUAgentError, match=r"uses future_flag=True, future_option=3, which peft \S+ does not know") as e:
+        hf_agent(tiny_qwen2, newer, tmp_path)
+    assert str(newer / "adapter_config.json") in str(e.value) and "\n" not in str(e.value)
 
 
 def test_missing_base_model(adapters, tmp_path):

@@ -50,6 +50,7 @@ def server(tiny_qwen2, adapter, tmp_path_factory):
     log.close()
 
 
+@pytest.mark.main_venv_only  # the server is LLaMA-Factory's
 def test_same_texts_as_the_hf_backend(server, tiny_qwen2, adapter, tmp_path):
     common = dict(max_new_tokens=12, use_cache=False)
     hf = create_au_agent(str(adapter), backend="hf", **common)

@@ -12,8 +12,11 @@ measures whether either is needed on a given GPU and what it costs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import os
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Sequence
 
 from au_core.errors import AUAgentError
@@ -85,6 +88,44 @@ def _quantization(config: AgentConfig) -> Dict[str, Any]:
                                                       load_in_4bit=config.load_in_4bit)}
 
 
+#: Options of a newer peft that are off whenever the option they belong to is off.
+_OFF_WITH = {"qalora_group_size": "use_qalora", "megatron_core": "megatron_config"}
+
+
+def _is_off(value: Any) -> bool:
+    return value is None or value is False or value == {} or value == []
+
+
+def _is_off_with(key: str, data: Dict[str, Any]) -> bool:
+    return key in _OFF_WITH and _is_off(data.get(_OFF_WITH[key]))
+
+
+def adapter_config_for_installed_peft(adapter: Any) -> Any:
+    """The LoRA config of a local adapter as the installed peft can build it, or None to let peft read the file.
+
+    An adapter trained in this project's training venv (a newer peft) lists options that AffectGPT's peft 0.13 does
+    not know, and peft 0.13 then refuses the whole file. Such options left off are dropped; one that is on would
+    change what the adapter computes, so it is an error naming it (newer peft versions drop it with a warning)."""
+    import peft
+    from peft import LoraConfig
+
+    path = Path(adapter) / "adapter_config.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("peft_type") != "LORA":
+        return None
+    known = {f.name for f in dataclasses.fields(LoraConfig)}
+    unknown = {k: v for k, v in data.items() if k not in known and k != "peft_version"}
+    used = [f"{k}={v!r}" for k, v in unknown.items() if not _is_off(v) and not _is_off_with(k, data)]
+    if used:
+        raise AUAgentError(f"the adapter uses {', '.join(sorted(used))}, which peft {peft.__version__} does not "
+                           "know: install the peft it was trained with, or train it without that option", path)
+    if all(k in known for k in data):
+        return None
+    return LoraConfig(**{k: v for k, v in data.items() if k in known})
+
+
 class HFBackend:
     name = "hf"
 
@@ -125,8 +166,9 @@ class HFBackend:
     def _attach_adapter(self, model: Any, merge: bool) -> Any:
         from peft import PeftModel
 
+        config = adapter_config_for_installed_peft(self.config.lora_weights)
         try:
-            model = PeftModel.from_pretrained(model, self.config.lora_weights)
+            model = PeftModel.from_pretrained(model, self.config.lora_weights, config=config)
         except (RuntimeError, ValueError, KeyError) as e:
             first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
             raise AUAgentError(f"the adapter does not fit base model {self.config.base_model!r}: {first[:300]}",
