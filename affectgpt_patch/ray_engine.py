@@ -24,7 +24,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -34,6 +34,7 @@ from au_core import contract
 from au_core.errors import AUAgentError
 
 from .agent.config import AgentConfig, fingerprint
+from .caption import with_tokenizer
 from .features import FeatureSettings, FramePlan, plan_video
 from .precompute import (PrecomputeOptions, corpus_names, prepare_out, split_done, write_failures, write_manifest,
                          write_plans)
@@ -314,12 +315,14 @@ class RayAgent:
 
 def _plan_json(plan: FramePlan) -> str:
     return json.dumps({"name": plan.name, "frames": plan.frames, "mask": [bool(m) for m in plan.mask],
-                       "inputs": plan.inputs, "total_frames": plan.total_frames}, ensure_ascii=False)
+                       "inputs": plan.inputs, "total_frames": plan.total_frames, "times": plan.times},
+                      ensure_ascii=False)
 
 
 def _plan_from_json(text: str) -> FramePlan:
     d = json.loads(text)
-    return FramePlan(d["name"], d["frames"], np.asarray(d["mask"], dtype=bool), d["inputs"], d["total_frames"])
+    return FramePlan(d["name"], d["frames"], np.asarray(d["mask"], dtype=bool), d["inputs"], d["total_frames"],
+                     d["times"])
 
 
 def _plan_batch(batch: Dict[str, np.ndarray], openface_dir: str, settings: Dict[str, Any]) -> Dict[str, np.ndarray]:
@@ -377,6 +380,7 @@ def precompute_on_ray(opts: PrecomputeOptions, config: AgentConfig, clip: ClipSp
                       ray_opts: RayOptions) -> Dict[str, Any]:
     """``precompute`` as one Ray job: the same files, summary, manifest and failures as the local engine."""
     names, mine = corpus_names(opts)
+    opts = replace(opts, caption=with_tokenizer(opts.caption, config.base_model))
     src = Path(opts.openface_dir)
     agent_fp, clip_fp = fingerprint(config), check_clip(clip.name)
     todo, done_meta = split_done(mine, opts, agent_fp, clip_fp)
