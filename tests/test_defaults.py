@@ -13,6 +13,7 @@ import au_agent_cli
 from affectgpt_patch import mixin
 from affectgpt_patch.agent.config import CONFIG_KEYS, AgentConfig
 from affectgpt_patch.branch_template import branch_constants
+from affectgpt_patch.caption import CaptionSettings
 from affectgpt_patch.clip_encoder import DEFAULT_CLIP
 from affectgpt_patch.features import FeatureSettings, SourceSettings
 from affectgpt_patch.inspect_options import InspectOptions
@@ -37,6 +38,8 @@ FROM_DATACLASS = {
     **{("precompute", name): (PrecomputeOptions, name) for name in ("batch_size", "chunk_videos")},
     **{("precompute", name): (FeatureSettings, name) for name in ("frames", "sampling", "min_confidence")},
     ("precompute", "clip_model"): (SourceSettings, "au_clip_model"),
+    ("precompute", "au_text_max_tokens"): (CaptionSettings, "au_text_max_tokens"),
+    ("captions", "max_missing"): (SourceSettings, "au_max_missing"),
     **{("inspect", name): (InspectOptions, name) for name in ("videos", "sort")},
     **{("smoke-affectgpt", name): (SmokeOptions, name) for name in ("steps", "device", "clip_width")},
 }

@@ -97,6 +97,19 @@ class Env:
     def tiny_clip(self) -> str:
         return str(self._request.getfixturevalue("tiny_clip"))
 
+    def tiny_qwen2(self) -> str:
+        return str(self._request.getfixturevalue("tiny_qwen2"))
+
+    # precompute outputs and captions files -----------------------------------------------------------------
+    def features(self, caption: bool = True) -> str:
+        """A precompute folder of one video, with its AU caption or without (``--no-au-caption``)."""
+        self.csv()
+        args = ["-q", "precompute", "--openface-dir", self.p("of"), "--out", self.p("feats"), "--clip-model",
+                self.tiny_clip(), "--backend", "rules", "--cache-dir", self.p("cache")]
+        args += ["--au-text-tokenizer", self.tiny_qwen2()] if caption else ["--no-au-caption"]
+        assert au_agent_cli.main(args) == 0
+        return self.p("feats")
+
 
 GOOD_RECORD = {"instruction": contract.INSTRUCTION, "input": "AU04: 1.50, AU07: 1.20", "output": "Brows lowered."}
 Build = Callable[[Env], Tuple[List[str], str]]
@@ -328,6 +341,35 @@ cases("precompute", {
     "--clip-model missing file": lambda e: (["--openface-dir", e.mkdir("of"), "--out", e.p("feats"), "--clip-model",
                                              e.p("none.pt")], e.p("none.pt")),
     "--out is a file": lambda e: _pre("--out", e.write("feats.txt", "x"), named=e.p("feats.txt"))(e),
+    "--au-text-max-tokens 0": _pre("--au-text-max-tokens", "0"),
+    "--au-text-max-tokens below one description": lambda e: _pre(
+        "--au-text-max-tokens", "3", "--au-text-tokenizer", e.tiny_qwen2(), named="au_text_max_tokens 3")(e),
+    "--au-text-tokenizer not a tokenizer": lambda e: _pre("--au-text-tokenizer", e.mkdir("llm"), named=e.p("llm"))(e),
+})
+
+
+# ------------------------------------------------------------------------------------------- captions
+
+def _captions_into(make_out: Callable[[Env], str]) -> Build:
+    def build(e: Env):
+        feats = e.features()
+        out = make_out(e)
+        return ["--features", feats, "--dataset-name", "MER2023", "--out", out], out
+    return build
+
+
+cases("captions", {
+    "--features missing": lambda e: (["--features", e.p("feats"), "--dataset-name", "MER2023", "--out",
+                                      e.p("c.json")], e.p("feats")),
+    "--features without records": lambda e: (["--features", e.mkdir("feats"), "--dataset-name", "MER2023",
+                                              "--out", e.p("c.json")], e.p("feats")),
+    "videos without a caption": lambda e: (["--features", e.features(caption=False), "--dataset-name", "MER2023",
+                                            "--out", e.p("c.json")], e.p("feats")),
+    "--out not a captions file": _captions_into(lambda e: e.write("c.json", '["a list"]')),
+    "--out with a sample without caption": _captions_into(lambda e: e.write("c.json", '{"MER2023": {"a": {}}}')),
+    "--out not JSON": _captions_into(lambda e: e.write("c.json", "{oops")),
+    "--dataset-name empty": lambda e: (["--features", e.features(), "--dataset-name", "", "--out", e.p("c.json")],
+                                       "--dataset-name"),
 })
 
 
