@@ -18,6 +18,10 @@ A ``face_or_frame`` mode with an ``au`` part (``multiface_audio_face_frame_au_te
 * ``__getitem__`` keeps them (AffectGPT's returns a fixed key set) and ``collater`` stacks ``aus`` [B, T, D]
   and ``au_masks`` [B, T] (AffectGPT's stacks a hard-coded key list).
 
+``au_route`` (:mod:`affectgpt_patch.text_route`; default ``features``) chooses what an AU mode adds: the AU
+tokens above (``features``), the sample's AU caption as one sentence before the subtitle with no ``'au'`` in
+``needed_data`` and no AU branch used (``text``), or both.
+
 D is the AU branch's width (``model.au_feature_dim``, which must equal the CLIP model's: 512 for ViT-B/32, 768
 for ViT-L/14). A sample whose AU source is missing gets a zero feature with an all-False mask and one warning
 per process, never a random replacement sample; more than ``au_max_missing`` (5 %) of the samples without a
