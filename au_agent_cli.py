@@ -437,12 +437,17 @@ def _smoke_affectgpt(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--clip-width", type=argtypes.int_range(8, 4096),
                    default=argtypes.default_of(SmokeOptions, "clip_width"),
                    help="AU feature width of the tiny CLIP (512 like ViT-B/32, 768 like ViT-L/14; default %(default)s)")
+    p.add_argument("--au-route", choices=["features", "text", "both"], default=argtypes.default_of(SmokeOptions,
+                                                                                                 "au_route"),
+                   help="AU tokens, the AU caption as text, or both (default %(default)s; the AU fork's "
+                        "Nonverbal commits always use their caption mode)")
 
     def run(a: argparse.Namespace) -> int:
         from affectgpt_patch.smoke import run_smoke
 
         result = run_smoke(SmokeOptions(checkout=a.path, steps=a.steps, config=a.config, keep=a.keep,
-                                        device=a.device, overrides=a.overrides, clip_width=a.clip_width))
+                                        device=a.device, overrides=a.overrides, clip_width=a.clip_width,
+                                        au_route=a.au_route))
         sys.stdout.write(result.format() + "\n")
         return result.exit_code
 

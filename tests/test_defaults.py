@@ -41,7 +41,7 @@ FROM_DATACLASS = {
     ("precompute", "au_text_max_tokens"): (CaptionSettings, "au_text_max_tokens"),
     ("captions", "max_missing"): (SourceSettings, "au_max_missing"),
     **{("inspect", name): (InspectOptions, name) for name in ("videos", "sort")},
-    **{("smoke-affectgpt", name): (SmokeOptions, name) for name in ("steps", "device", "clip_width")},
+    **{("smoke-affectgpt", name): (SmokeOptions, name) for name in ("steps", "device", "clip_width", "au_route")},
 }
 #: Options with a default that no library setting has: how the command runs, not what it computes.
 CLI_ONLY = {("describe", "engine"), ("precompute", "engine"), ("eval", "engine")}
