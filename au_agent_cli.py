@@ -441,13 +441,15 @@ def _smoke_affectgpt(p: argparse.ArgumentParser) -> Handler:
                                                                                                  "au_route"),
                    help="AU tokens, the AU caption as text, or both (default %(default)s; the AU fork's "
                         "Nonverbal commits always use their caption mode)")
+    p.add_argument("--compare", action="store_true", help="also answer one sample without AU, with the AU caption "
+                                                          "and with the AU features; print them side by side")
 
     def run(a: argparse.Namespace) -> int:
         from affectgpt_patch.smoke import run_smoke
 
         result = run_smoke(SmokeOptions(checkout=a.path, steps=a.steps, config=a.config, keep=a.keep,
                                         device=a.device, overrides=a.overrides, clip_width=a.clip_width,
-                                        au_route=a.au_route))
+                                        au_route=a.au_route, compare=a.compare))
         sys.stdout.write(result.format() + "\n")
         return result.exit_code
 

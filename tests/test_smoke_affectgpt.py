@@ -503,3 +503,29 @@ def test_whole_smoke_on_a_real_checkout(route):
 def _tree_state(root: Path) -> dict:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
             for p in root.rglob("*") if p.is_file() and ".git" not in p.parts}
+
+
+def test_compare_answers_one_sample_three_ways(tmp_path):
+    from omegaconf import OmegaConf
+
+    from affectgpt_patch.smoke.compare import compare, format_comparison
+
+    cfg = OmegaConf.create({"datasets": {"mercaptionplus": {"face_or_frame": "multiface_audio_face_au_text",
+                                                            "au_route": "both"}}})
+    (tmp_path / "train_configs").mkdir()
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "s1.json").write_text(json.dumps({"caption": {"text": "0.0 s: A smile."}}))
+    seen = []
+
+    def infer(rel, out):
+        ds = OmegaConf.load(tmp_path / rel).datasets.mercaptionplus
+        seen.append((ds.face_or_frame, ds.au_route))
+        return {"answer": f"answer {len(seen)}", "sample": "s1"}
+
+    results = compare(cfg, tmp_path, tmp_path / "probes", True, infer)
+    assert seen == [("multiface_audio_face_text", "both"), ("multiface_audio_face_au_text", "text"),
+                    ("multiface_audio_face_au_text", "features")]
+    text = format_comparison(results, tmp_path / "f")
+    assert "no AU              'answer 1'" in text and "AU caption: 0.0 s: A smile." in text
+    assert "the checkpoint has no AU branch" in format_comparison(compare(cfg, tmp_path, tmp_path, False, infer),
+                                                                 tmp_path / "f")

@@ -24,6 +24,7 @@ class SmokeReport:
     title: str
     rows: List[Row]
     notes: Sequence[str] = ()
+    appendix: str = ""  # printed after the table (smoke-affectgpt --compare: the answers side by side)
 
     @property
     def ok(self) -> bool:
@@ -42,7 +43,7 @@ class SmokeReport:
         failed = sum(not r.ok for r in self.rows)
         lines += ["", f"{len(self.rows) - failed}/{len(self.rows)} checks passed"
                   + ("" if not failed else f"; {failed} failed")]
-        return "\n".join(lines)
+        return "\n".join(lines + (["", self.appendix] if self.appendix else []))
 
 
 def _short(names: Sequence[str], limit: int = 3) -> str:

@@ -51,6 +51,7 @@ class SmokeOptions:
     overrides: List[str] = field(default_factory=list)  # KEY=VALUE for the smoke config
     clip_width: int = 512  # AU feature width: the tiny CLIP's text embedding size (ViT-B/32: 512, ViT-L/14: 768)
     au_route: str = "features"  # features | text | both (the AU fork's Nonverbal commits: their caption mode)
+    compare: bool = False  # also answer one sample without AU, with the caption and with the features
     samples: int = 4
     batch_size: int = 2
     timeout_s: int = 1800  # per AffectGPT process
@@ -387,9 +388,13 @@ def _run(opts: SmokeOptions, run: SmokeRun, overrides: Sequence[Tuple[str, Any]]
     infer: Dict[str, Any] = {"error": "not run: no checkpoint"}
     loaded_equal = None
     if ckpt is not None:
-        rc = run_process([*launcher, "infer", "--out", str(run.probes), "--device", opts.device,
-                          "--cfg-path", SMOKE_CONFIG, "--ckpt", str(ckpt)], code_root, run.work / "infer.log", opts)
-        infer = _json(run.probes / shims.INFER_REPORT) or {"error": f"inference exited with {rc} before any record"}
+        def answer(cfg_path: str, out: Path) -> Dict[str, Any]:
+            out.mkdir(parents=True, exist_ok=True)
+            rc = run_process([*launcher, "infer", "--out", str(out), "--device", opts.device, "--cfg-path",
+                              cfg_path, "--ckpt", str(ckpt)], code_root, out / "infer.log", opts)
+            return _json(out / shims.INFER_REPORT) or {"error": f"inference exited with {rc} before any record"}
+
+        infer = answer(SMOKE_CONFIG, run.probes)
         loaded = _load(run.probes / shims.AU_INFERENCE)
         if loaded is not None and final is not None:
             loaded_equal = {n: bool(v) for n, v in compare_tensors(final, loaded).items()}
@@ -417,7 +422,13 @@ def _run(opts: SmokeOptions, run: SmokeRun, overrides: Sequence[Tuple[str, Any]]
         notes.append("run-time shims: " + "; ".join(used))
     route = "the fork's Nonverbal mode" if checkout.variant == NONVERBAL else f"au_route {opts.au_route}"
     title = f"AffectGPT smoke test of {opts.checkout} ({checkout.layout}; {_variant(checkout)}; {route})"
-    return report.SmokeReport(title, rows, notes)
+    appendix = ""
+    if opts.compare and ckpt is not None:
+        from .compare import compare, format_comparison
+
+        appendix = format_comparison(compare(cfg, code_root, run.probes, checkout.variant != NONVERBAL, answer),
+                                     run.features)
+    return report.SmokeReport(title, rows, notes, appendix)
 
 
 def _variant(checkout: Any) -> str:
