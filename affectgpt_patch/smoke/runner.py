@@ -219,7 +219,8 @@ def prepare_copy(opts: SmokeOptions, run: SmokeRun) -> Tuple[Any, Path]:
         log.info("the checkout is already patched: using it as is")
         checkout = state.checkout
     else:
-        report_ = apply_patch(run.copy, ConfigOptions(captions_file=str(run.captions)))
+        nonverbal = state.checkout.variant == NONVERBAL  # its configs name the captions file written later
+        report_ = apply_patch(run.copy, ConfigOptions(captions_file=str(run.captions)) if nonverbal else None)
         log.info("patched the copy (%d files written)", len(report_.changed))
         checkout = report_.checkout
     code_root = checkout.code_root
