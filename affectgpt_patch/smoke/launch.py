@@ -28,10 +28,13 @@ from . import shims
 log = logging.getLogger(__name__)
 
 #: What the AU fork's inference_hybird.py sets by hand on a dataset built without configs (its training
-#: ``__init__`` reads them from ``dataset_cfg``), for raw media; set only where the class lacks them.
+#: ``__init__`` reads them from ``dataset_cfg``), for raw media; set only where the class lacks them. The
+#: per-modality flags are its Nonverbal commits' (88593b0).
 FORK_INFERENCE_ATTRIBUTES = {"frame_sampling": "uniform", "use_realtime_extraction": False,
                              "use_preextracted_features": False, "mer_factory_output": None, "_clip_model": None,
-                             "_clip_preprocess": None, "use_au_clip_realtime": False}
+                             "_clip_preprocess": None, "use_au_clip_realtime": False,
+                             "use_preextracted_frame": False, "use_preextracted_face": False,
+                             "use_preextracted_audio": False, "use_preextracted_au": False}
 USER_MESSAGE = "Please infer the person's emotional state and provide your reasoning process."  # inference_hybird's
 TRAIN_REPORT, INFER_REPORT = shims.TRAIN_REPORT, shims.INFER_REPORT
 AU_INITIAL, AU_FINAL, AU_INFERENCE = shims.AU_INITIAL, shims.AU_FINAL, shims.AU_INFERENCE
@@ -134,7 +137,8 @@ def _wrap_generate(chat: Any, recorder: shims.Recorder, token_id: int, expected:
         if embeds is not None and ids is not None:
             ids = ids[-embeds.shape[1]:].unsqueeze(0).to(embeds.device)  # answer_sample may cut the head
             recorder.record_texts(ids, chat.model.llama_tokenizer)
-            recorder.record_inference(ids, embeds, None if tokens is None else tokens[:1], token_id, expected)
+            if token_id is not None:  # a tokenizer without <AUHere> (the AU fork's Nonverbal commits) splices none
+                recorder.record_inference(ids, embeds, None if tokens is None else tokens[:1], token_id, expected)
         output = generate(*args, **kwargs)
         sequences = getattr(output, "sequences", output)
         recorder.data["generated_tokens"] = int(sequences.shape[-1])  # from inputs_embeds: new tokens only

@@ -413,8 +413,9 @@ def _run(opts: SmokeOptions, run: SmokeRun, overrides: Sequence[Tuple[str, Any]]
     au_model = {k: cfg.model.get(k) for k in ("au_fusion_type", "num_au_query_token", "frozen_au_proj")}
     notes = [f"config: {base.relative_to(code_root) if base.is_relative_to(code_root) else base}"
              f" → {SMOKE_CONFIG}; device {opts.device}; {opts.steps} steps, batch {opts.batch_size}; "
-             f"AU features [{frames}, {opts.clip_width}]",
-             "AU branch: " + ", ".join(f"{k}={v}" for k, v in au_model.items()),
+             + (f"AU captions of {frames} frames" if text_only else f"AU features [{frames}, {opts.clip_width}]"),
+             "AU branch: " + ("not used (the caption is text)" if text_only
+                              else ", ".join(f"{k}={v}" for k, v in au_model.items())),
              f"python {sys.version.split()[0]}, " + _versions()]
     if applied:
         notes.append("--set " + " ".join(applied))
