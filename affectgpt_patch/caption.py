@@ -217,15 +217,17 @@ def video_caption(times: Sequence[Optional[float]], descriptions: Sequence[Optio
 
 
 def with_tokenizer(settings: Optional[CaptionSettings], agent_base_model: Optional[str]) -> Optional[CaptionSettings]:
-    """The settings with their tokenizer resolved (the AU Agent's base model by default); None, with one
-    warning, when captions cannot be counted (no tokenizer named and an agent without a base model)."""
+    """The settings with their tokenizer resolved (the AU Agent's base model by default); None, logged, when
+    captions cannot be counted (no tokenizer named and an agent without a base model, e.g. the rules or openai
+    backend). A budget below the neutral description alone is refused here, before any output exists."""
     if settings is None:
         return None
     check_budget(settings.au_text_max_tokens)
     name = settings.au_text_tokenizer or agent_base_model
     if not name:
-        log.warning("no AU captions are written: name AffectGPT's LLM folder with --au-text-tokenizer (the "
-                    "AU Agent has no base model whose tokenizer counts the caption budget)")
+        # info, not a warning: the text route refuses a folder without captions, naming this option
+        log.info("no AU captions are written: name AffectGPT's LLM folder with --au-text-tokenizer (the AU Agent "
+                 "has no base model whose tokenizer counts the caption budget)")
         return None
     shortest = token_counter(os.fspath(name))(caption_segments([0.0], [contract.NEUTRAL_DESCRIPTION])[0])
     if shortest > settings.au_text_max_tokens:  # refused before any output exists

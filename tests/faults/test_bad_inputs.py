@@ -568,6 +568,7 @@ cases("smoke-affectgpt", {
     "--steps 0": lambda e: ([e.mkdir("AffectGPT"), "--steps", "0"], "--steps"),
     "--device unknown": lambda e: ([e.mkdir("AffectGPT"), "--device", "tpu"], "--device"),
     "--clip-width 0": lambda e: ([e.mkdir("AffectGPT"), "--clip-width", "0"], "--clip-width"),
+    "--au-route unknown": lambda e: ([e.mkdir("AffectGPT"), "--au-route", "tokens"], "--au-route"),
 })
 
 
