@@ -11,6 +11,7 @@ function; user errors (:class:`au_core.errors.AUAgentError`) become one line on 
     au-agent captions         stage 3  AU captions → the AU fork's nonverbal_json file   (affectgpt_patch.captions_file)
     au-agent patch-affectgpt  stage 3  add the AU modality to an AffectGPT checkout      (affectgpt_patch.patcher)
     au-agent smoke-affectgpt  stage 3  train + answer a patched copy for a few CPU steps  (affectgpt_patch.smoke)
+    au-agent compare-affectgpt stage 3 one clip answered without AU / caption / features (affectgpt_patch.smoke)
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ log = logging.getLogger("au_agent")
 Handler = Callable[[argparse.Namespace], int]
 _SUBCOMMANDS: List = []  # (name, help, add_arguments)
 PIPELINE_ORDER = ["prepare-data", "train", "test-agent", "describe", "precompute", "eval", "inspect", "captions",
-                  "patch-affectgpt", "smoke-affectgpt"]
+                  "patch-affectgpt", "smoke-affectgpt", "compare-affectgpt"]
 _HANDLERS: Dict[str, Handler] = {}
 
 
@@ -454,6 +455,14 @@ def _smoke_affectgpt(p: argparse.ArgumentParser) -> Handler:
         return result.exit_code
 
     return run
+
+
+@subcommand("compare-affectgpt", "answer one clip through a checkout's own inference without AU, with the AU "
+                                 "caption and with the AU features; print them side by side with the caption")
+def _compare_affectgpt(p: argparse.ArgumentParser) -> Handler:
+    from affectgpt_patch.smoke.clip_compare import add_arguments
+
+    return add_arguments(p)
 
 
 # ---------------------------------------------------------------------------------------------------- eval

@@ -21,6 +21,7 @@ from affectgpt_patch.patcher import ConfigOptions, apply_patch
 from affectgpt_patch.patcher.configs import INFERENCE_CONFIG, TRAIN_CONFIG
 from affectgpt_patch.precompute import PrecomputeOptions
 from affectgpt_patch.smoke import SmokeOptions
+from affectgpt_patch.smoke.clip_compare import CompareOptions
 from au_core.argtypes import default_of
 from data_prep.build import PrepareOptions
 from fixtures.affectgpt import code_root, make_checkout
@@ -42,6 +43,7 @@ FROM_DATACLASS = {
     ("captions", "max_missing"): (SourceSettings, "au_max_missing"),
     **{("inspect", name): (InspectOptions, name) for name in ("videos", "sort")},
     **{("smoke-affectgpt", name): (SmokeOptions, name) for name in ("steps", "device", "clip_width", "au_route")},
+    **{("compare-affectgpt", name): (CompareOptions, name) for name in ("steps", "device")},
 }
 #: Options with a default that no library setting has: how the command runs, not what it computes.
 CLI_ONLY = {("describe", "engine"), ("precompute", "engine"), ("eval", "engine")}

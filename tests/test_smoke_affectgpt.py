@@ -358,6 +358,7 @@ def test_checkpoint_inference_splice_and_answer_rows():
     assert not report.answer_row({"answer": "happy", "generated_tokens": 0}).ok
     assert not report.answer_row({"answer": None, "generated_tokens": 2}).ok
     assert not report.answer_row({"error": "x", "generated_tokens": 2}).ok
+    assert report.answer_row({"answer": "x", "generated_tokens": 1}, "text").check == "Chat answered (text route)"
 
 
 def test_table_and_exit_code():
@@ -527,5 +528,5 @@ def test_compare_answers_one_sample_three_ways(tmp_path):
                     ("multiface_audio_face_au_text", "features")]
     text = format_comparison(results, tmp_path / "f")
     assert "no AU              'answer 1'" in text and "AU caption: 0.0 s: A smile." in text
-    assert "the checkpoint has no AU branch" in format_comparison(compare(cfg, tmp_path, tmp_path, False, infer),
+    assert "n/a: checkpoint has no AU branch" in format_comparison(compare(cfg, tmp_path, tmp_path, False, infer),
                                                                  tmp_path / "f")

@@ -10,6 +10,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 #: (label, how the inference config is changed): ``None`` drops the AU part of face_or_frame.
 WAYS: Tuple[Tuple[str, Optional[str]], ...] = (("no AU", None), ("AU caption (text)", "text"),
                                                ("AU features", "features"))
+#: What each way's LLM input must carry: (the caption, AU tokens).
+EXPECTED_INPUT = {None: (False, False), "text": (True, False), "features": (False, True)}
+CAPTION_MARKERS = (("<AUText>", "</AUText>"), ("<Nonverbal>", "</Nonverbal>"))  # au-agent's, the AU fork's
+
+
+NO_BRANCH = "checkpoint has no AU branch"
 
 
 def way_config(cfg: Any, route: Optional[str]) -> Any:
@@ -35,12 +41,37 @@ def compare(cfg: Any, code_root: Path, probes: Path, has_features: bool,
     results = []
     for i, (label, route) in enumerate(WAYS):
         if route == "features" and not has_features:
-            results.append((label, {"error": "the checkpoint has no AU branch"}))
+            results.append((label, {"na": NO_BRANCH}))
             continue
         rel = f"train_configs/au_agent_compare_{i}.yaml"
         (code_root / rel).write_text(OmegaConf.to_yaml(way_config(cfg, route)), encoding="utf-8")
         results.append((label, infer(rel, probes / f"compare_{i}")))
     return results
+
+
+def llm_input(record: Dict[str, Any]) -> Tuple[bool, int]:
+    """What the LLM's input ids held (decoded by the inference process): a caption between its markers, and how
+    many ``<AUHere>`` tokens were spliced."""
+    from .caption_report import between
+
+    texts = record.get("texts", [])
+    caption = bool(texts) and all(any(between(t, m) is not None for m in CAPTION_MARKERS) for t in texts)
+    return caption, sum(c for splice in record.get("splices", []) for c in splice.get("counts", []))
+
+
+def as_expected(route: Optional[str], record: Dict[str, Any]) -> bool:
+    """The way answered (or is n/a) and its LLM input carried exactly what the way promises."""
+    if record.get("na"):
+        return True
+    caption, tokens = llm_input(record)
+    return isinstance(record.get("answer"), str) and (caption, tokens > 0) == EXPECTED_INPUT[route]
+
+
+def _input_text(record: Dict[str, Any]) -> str:
+    if record.get("na") or not record.get("texts"):
+        return ""
+    caption, tokens = llm_input(record)
+    return f"[LLM input: caption {'yes' if caption else 'no'}, <AUHere> x{tokens}]"
 
 
 def format_comparison(results: List[Tuple[str, Dict[str, Any]]], features: Path) -> str:
@@ -51,10 +82,13 @@ def format_comparison(results: List[Tuple[str, Dict[str, Any]]], features: Path)
         record = json.loads((features / f"{sample}.json").read_text(encoding="utf-8"))
         caption = (record.get("caption") or {}).get("text")
     width = max(len(label) for label, _ in results)
+    inputs = [_input_text(r) for _, r in results]
+    in_width = max(len(t) for t in inputs)
     lines = [f"Side by side: sample {sample}, one checkpoint, the checkout's own inference", ""]
-    for label, r in results:
+    for (label, r), seen in zip(results, inputs):
         answer = r.get("answer")
-        shown = f"{answer!a}" if isinstance(answer, str) else f"(no answer: {r.get('error', 'not run')})"
-        lines.append(f"  {label:<{width}}  {shown}")
+        shown = f"{answer!a}" if isinstance(answer, str) else f"n/a: {r['na']}" if r.get("na") else \
+            f"(no answer: {r.get('error', 'not run')})"
+        lines.append("  " + "  ".join([f"{label:<{width}}", *([f"{seen:<{in_width}}"] if in_width else []), shown]))
     lines += ["", f"  AU caption: {caption}" if caption else "  AU caption: (none)"]
     return "\n".join(lines)

@@ -28,7 +28,7 @@ from au_core.errors import AUAgentError
 
 from . import report, shims
 from .caption_report import captions_in_llm_input, no_branch_row
-from .media import MediaSpec, TinyDataset, write_tiny_dataset
+from .media import Clip, MediaSpec, TinyDataset, write_clip_dataset, write_tiny_dataset
 
 if TYPE_CHECKING:  # the stand-ins are built when a smoke run starts, never imported with this module
     from au_standins.affectgpt_encoders import StandIns
@@ -53,6 +53,7 @@ class SmokeOptions:
     au_route: str = "features"  # features | text | both (the AU fork's Nonverbal commits: their caption mode)
     compare: bool = False  # also answer one sample without AU, with the caption and with the features
     samples: int = 4
+    clip: Optional[Clip] = None  # the user's clip as the only sample (compare-affectgpt), instead of tiny media
     batch_size: int = 2
     timeout_s: int = 1800  # per AffectGPT process
     python: str = sys.executable
@@ -354,7 +355,8 @@ def _run(opts: SmokeOptions, run: SmokeRun, overrides: Sequence[Tuple[str, Any]]
     standins = build_standins(run.standins)
     clip_path = build_tiny_clip(run.standins / f"tiny_clip_{opts.clip_width}.pt", embed_dim=opts.clip_width)
     point_config_at_standins(code_root, standins, run.data)
-    ds = write_tiny_dataset(run.data, MediaSpec(samples=max(opts.samples, opts.batch_size)))
+    ds = write_clip_dataset(run.data, opts.clip) if opts.clip else \
+        write_tiny_dataset(run.data, MediaSpec(samples=max(opts.samples, opts.batch_size)))
 
     cfg, applied = smoke_config(base, opts, run.features, clip_path, overrides)
     frames = int(next(iter(cfg.datasets.values())).get("au_frames") or cfg.model.vis_processor.train.n_frms)
@@ -408,7 +410,7 @@ def _run(opts: SmokeOptions, run: SmokeRun, overrides: Sequence[Tuple[str, Any]]
         rows += captions_in_llm_input(run.features, standins.llm, checkout.variant == NONVERBAL, train, infer)
     if text_only:
         rows.append(no_branch_row(train, infer))
-    rows.append(report.answer_row(infer))
+    rows.append(report.answer_row(infer, "nonverbal" if checkout.variant == NONVERBAL else opts.au_route))
 
     au_model = {k: cfg.model.get(k) for k in ("au_fusion_type", "num_au_query_token", "frozen_au_proj")}
     notes = [f"config: {base.relative_to(code_root) if base.is_relative_to(code_root) else base}"
@@ -424,13 +426,13 @@ def _run(opts: SmokeOptions, run: SmokeRun, overrides: Sequence[Tuple[str, Any]]
         notes.append("run-time shims: " + "; ".join(used))
     route = "the fork's Nonverbal mode" if checkout.variant == NONVERBAL else f"au_route {opts.au_route}"
     title = f"AffectGPT smoke test of {opts.checkout} ({checkout.layout}; {_variant(checkout)}; {route})"
-    appendix = ""
+    appendix, compared = "", []
     if opts.compare and ckpt is not None:
         from .compare import compare, format_comparison
 
-        appendix = format_comparison(compare(cfg, code_root, run.probes, checkout.variant != NONVERBAL, answer),
-                                     run.features)
-    return report.SmokeReport(title, rows, notes, appendix)
+        compared = compare(cfg, code_root, run.probes, checkout.variant != NONVERBAL, answer)
+        appendix = format_comparison(compared, run.features)
+    return report.SmokeReport(title, rows, notes, appendix, compared)
 
 
 def _variant(checkout: Any) -> str:

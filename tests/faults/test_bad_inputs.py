@@ -572,6 +572,47 @@ cases("smoke-affectgpt", {
 })
 
 
+# ------------------------------------------------------------------------------------------ compare-affectgpt
+
+def clip_args(e: Env, **change: str) -> List[str]:
+    """A checkout folder and a good clip (video, wav, OpenFace CSV); ``change`` replaces options."""
+    from affectgpt_patch.smoke.media import write_synthetic_clip
+
+    clip = write_synthetic_clip(e.root / "clip")
+    options = {"--video": str(clip.video), "--audio": str(clip.audio), "--openface": str(clip.openface),
+               "--subtitle": clip.subtitle}
+    options.update(change)
+    return [e.mkdir("AffectGPT"), *[x for item in options.items() for x in item]]
+
+
+cases("compare-affectgpt", {
+    "checkout missing": lambda e: ([e.p("nowhere"), *clip_args(e)[1:]], e.p("nowhere")),
+    "checkout is not AffectGPT": lambda e: (clip_args(e), e.p("AffectGPT")),
+    "--video missing": lambda e: (clip_args(e, **{"--video": e.p("none.mp4")}), e.p("none.mp4")),
+    "--video not a video": lambda e: (clip_args(e, **{"--video": e.write("v.mp4", "text")}), e.p("v.mp4")),
+    "--video is the audio": lambda e: (_video_is_audio(clip_args(e)), "sample_00000000.wav"),
+    "--audio missing": lambda e: (clip_args(e, **{"--audio": e.p("none.wav")}), e.p("none.wav")),
+    "--openface missing": lambda e: (clip_args(e, **{"--openface": e.p("none.csv")}), e.p("none.csv")),
+    "--openface empty": lambda e: (clip_args(e, **{"--openface": e.write("empty.csv", "")}), e.p("empty.csv")),
+    "--openface header only": lambda e: (clip_args(e, **{"--openface": e.write("h.csv", HEADER + "\n")}),
+                                         e.p("h.csv")),
+    "--face missing": lambda e: ([*clip_args(e), "--face", e.p("none.npy")], e.p("none.npy")),
+    "--subtitle empty": lambda e: (clip_args(e, **{"--subtitle": " "}), "--subtitle"),
+    "--video not given": lambda e: (_without(clip_args(e), "--video"), "--video"),
+    "--steps 0": lambda e: ([*clip_args(e), "--steps", "0"], "--steps"),
+})
+
+
+def _video_is_audio(args: List[str]) -> List[str]:
+    args[args.index("--video") + 1] = args[args.index("--audio") + 1]
+    return args
+
+
+def _without(args: List[str], option: str) -> List[str]:
+    i = args.index(option)
+    return args[:i] + args[i + 2:]
+
+
 # ------------------------------------------------------------------------------------------- the command itself
 
 cases("", {
