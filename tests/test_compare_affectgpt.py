@@ -39,6 +39,17 @@ def test_given_face_crops_are_used_as_they_are(tmp_path):
     assert np.array_equal(np.load(ds.face(clip.name)), crops)
 
 
+def test_no_au_also_drops_the_fork_nonverbal_caption():
+    from omegaconf import OmegaConf
+
+    from affectgpt_patch.smoke.compare import way_config
+
+    cfg = OmegaConf.create({"datasets": {"mercaptionplus": {"face_or_frame": "multiface_audio_face_text"}},
+                            "inference": {"use_nonverbal_text": True, "nonverbal_json": "c.json"}})
+    assert way_config(cfg, None).inference.use_nonverbal_text is False
+    assert way_config(cfg, "text").inference.use_nonverbal_text is True
+
+
 def _record(caption: bool, tokens: int) -> dict:
     text = "<Video><FaceHere></Video> " + ("<AUText>0.0 s: A smile.</AUText> " if caption else "") + "Subtitle"
     return {"answer": "x", "sample": "s", "texts": [text], "splices": [{"counts": [tokens]}] if tokens else []}

@@ -19,7 +19,8 @@ NO_BRANCH = "checkpoint has no AU branch"
 
 
 def way_config(cfg: Any, route: Optional[str]) -> Any:
-    """A copy of the smoke config answering without AU (``None``) or by ``au_route`` ``route``."""
+    """A copy of the smoke config answering without AU (``None``: no AU part in face_or_frame, no Nonverbal
+    caption) or by ``au_route`` ``route``."""
     from omegaconf import OmegaConf
 
     from ..mixin import mode_without_au
@@ -30,6 +31,8 @@ def way_config(cfg: Any, route: Optional[str]) -> Any:
             out.datasets[name].face_or_frame = mode_without_au(str(out.datasets[name].face_or_frame))
         else:
             out.datasets[name].au_route = route
+    if route is None and out.get("inference") is not None and out.inference.get("use_nonverbal_text"):
+        out.inference.use_nonverbal_text = False  # the AU fork's Nonverbal mode: its caption is AU too
     return out
 
 
