@@ -8,8 +8,10 @@ function; user errors (:class:`au_core.errors.AUAgentError`) become one line on 
     au-agent precompute       stage 3  OpenFace CSVs → AU features [T, D] per video      (affectgpt_patch.precompute)
     au-agent eval             stage 3  BLEU / ROUGE-L / AU fidelity report               (affectgpt_patch.evaluate)
     au-agent inspect          stage 3  one HTML page: AU heatmaps, chosen frames, texts  (affectgpt_patch.inspect_page)
+    au-agent captions         stage 3  AU captions → the AU fork's nonverbal_json file   (affectgpt_patch.captions_file)
     au-agent patch-affectgpt  stage 3  add the AU modality to an AffectGPT checkout      (affectgpt_patch.patcher)
     au-agent smoke-affectgpt  stage 3  train + answer a patched copy for a few CPU steps  (affectgpt_patch.smoke)
+    au-agent compare-affectgpt stage 3 one clip answered without AU / caption / features (affectgpt_patch.smoke)
 """
 from __future__ import annotations
 
@@ -30,8 +32,8 @@ log = logging.getLogger("au_agent")
 
 Handler = Callable[[argparse.Namespace], int]
 _SUBCOMMANDS: List = []  # (name, help, add_arguments)
-PIPELINE_ORDER = ["prepare-data", "train", "test-agent", "describe", "precompute", "eval", "inspect", "patch-affectgpt",
-                  "smoke-affectgpt"]
+PIPELINE_ORDER = ["prepare-data", "train", "test-agent", "describe", "precompute", "eval", "inspect", "captions",
+                  "patch-affectgpt", "smoke-affectgpt", "compare-affectgpt"]
 _HANDLERS: Dict[str, Handler] = {}
 
 
@@ -212,6 +214,24 @@ def add_feature_arguments(p: argparse.ArgumentParser) -> None:
     add_min_confidence_argument(g)
 
 
+def add_caption_arguments(p: argparse.ArgumentParser) -> None:
+    from affectgpt_patch.caption import CaptionSettings
+
+    g = p.add_argument_group("AU caption (the text route into AffectGPT's prompt)")
+    g.add_argument("--au-text-max-tokens", type=argtypes.int_range(1),
+                   default=argtypes.default_of(CaptionSettings, "au_text_max_tokens"),
+                   help="caption budget in tokens of AffectGPT's LLM tokenizer (default %(default)s)")
+    g.add_argument("--au-text-tokenizer", help="AffectGPT's LLM folder, whose tokenizer counts the budget "
+                                               "(default: the AU Agent's base model, the same Qwen2.5 tokenizer)")
+    g.add_argument("--no-au-caption", action="store_true", help="write features only, no caption")
+
+
+def caption_settings_from_args(a: argparse.Namespace):
+    from affectgpt_patch.caption import CaptionSettings
+
+    return None if a.no_au_caption else CaptionSettings(a.au_text_max_tokens, a.au_text_tokenizer)
+
+
 def encoder_from_args(a: argparse.Namespace):
     """CLIP as the options describe it, loaded on the first text not in the feature cache."""
     from affectgpt_patch.clip_encoder import DeferredClipEncoder
@@ -238,6 +258,7 @@ def _precompute(p: argparse.ArgumentParser) -> Handler:
                    default=argtypes.default_of(PrecomputeOptions, "chunk_videos"),
                    help="videos described together (default %(default)s)")
     add_feature_arguments(p)
+    add_caption_arguments(p)
     add_agent_arguments(p)
     add_engine_arguments(p)
     p.set_defaults(batch_size=argtypes.default_of(PrecomputeOptions, "batch_size"))
@@ -247,7 +268,7 @@ def _precompute(p: argparse.ArgumentParser) -> Handler:
 
         opts = PrecomputeOptions(openface_dir=a.openface_dir, out=a.out, settings=settings_from_args(a),
                                  shard=parse_shard(a.shard), batch_size=a.batch_size, chunk_videos=a.chunk_videos,
-                                 progress=not a.quiet)
+                                 progress=not a.quiet, caption=caption_settings_from_args(a))
         if a.engine == "ray":
             summary = precompute_on_ray_from_args(a, opts)
         else:
@@ -333,6 +354,30 @@ def _test_agent(p: argparse.ArgumentParser) -> Handler:
     return run
 
 
+# ------------------------------------------------------------------------------------------------ captions
+
+
+@subcommand("captions", "the AU captions of a precompute folder → nonverbal_json {dataset: {sample: {caption}}}")
+def _captions(p: argparse.ArgumentParser) -> Handler:
+    from affectgpt_patch.features import SourceSettings
+
+    p.add_argument("--features", type=Path, required=True, help="an `au-agent precompute` output folder")
+    p.add_argument("--dataset-name", required=True, help="the dataset key, e.g. MERCaptionPlus or MER2023")
+    p.add_argument("--out", type=Path, required=True, help="captions JSON file (merged into when it exists)")
+    p.add_argument("--max-missing", type=float, default=argtypes.default_of(SourceSettings, "au_max_missing"),
+                   help="largest fraction of videos without a caption (au_max_missing; default %(default)s)")
+
+    def run(a: argparse.Namespace) -> int:
+        from affectgpt_patch.captions_file import write_captions
+
+        summary = write_captions(a.features, a.dataset_name, a.out, a.max_missing)
+        log.info("%s: %d captions of %s (%d cut to the budget); %d datasets in the file", a.out,
+                 summary["samples"], a.dataset_name, summary["cut"], summary["datasets"])
+        return 0
+
+    return run
+
+
 # ----------------------------------------------------------------------------------------- patch-affectgpt
 
 
@@ -352,6 +397,7 @@ def _patch_affectgpt(p: argparse.ArgumentParser) -> Handler:
     g.add_argument("--openface-dir", help="OpenFace CSVs {video}.csv (openface_output_dir)")
     g.add_argument("--precomputed-dir", help="`au-agent precompute` output (au_precomputed_dir)")
     g.add_argument("--mer-factory-output", help="per-frame MER-Factory output, for use_au_agent: false")
+    g.add_argument("--captions", help="`au-agent captions` output: nonverbal_json of the AU fork's Nonverbal mode")
 
     def run(a: argparse.Namespace) -> int:
         from affectgpt_patch.patcher import ConfigOptions, apply_patch, check_patch, revert_patch
@@ -366,7 +412,7 @@ def _patch_affectgpt(p: argparse.ArgumentParser) -> Handler:
             return 0 if report.complete else 1
         options = ConfigOptions(face_or_frame=a.face_or_frame, base_config=a.base_config, agent_dir=a.agent,
                                 openface_dir=a.openface_dir, mer_factory_output=a.mer_factory_output,
-                                precomputed_dir=a.precomputed_dir)
+                                precomputed_dir=a.precomputed_dir, captions_file=a.captions)
         report = apply_patch(a.path, options, dry_run=a.dry_run)
         sys.stdout.write(report.format() + "\n" + report.diff)
         if not a.dry_run:
@@ -397,16 +443,31 @@ def _smoke_affectgpt(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--clip-width", type=argtypes.int_range(8, 4096),
                    default=argtypes.default_of(SmokeOptions, "clip_width"),
                    help="AU feature width of the tiny CLIP (512 like ViT-B/32, 768 like ViT-L/14; default %(default)s)")
+    p.add_argument("--au-route", choices=["features", "text", "both"], default=argtypes.default_of(SmokeOptions,
+                                                                                                 "au_route"),
+                   help="AU tokens, the AU caption as text, or both (default %(default)s; the AU fork's "
+                        "Nonverbal commits always use their caption mode)")
+    p.add_argument("--compare", action="store_true", help="also answer one sample without AU, with the AU caption "
+                                                          "and with the AU features; print them side by side")
 
     def run(a: argparse.Namespace) -> int:
         from affectgpt_patch.smoke import run_smoke
 
         result = run_smoke(SmokeOptions(checkout=a.path, steps=a.steps, config=a.config, keep=a.keep,
-                                        device=a.device, overrides=a.overrides, clip_width=a.clip_width))
+                                        device=a.device, overrides=a.overrides, clip_width=a.clip_width,
+                                        au_route=a.au_route, compare=a.compare))
         sys.stdout.write(result.format() + "\n")
         return result.exit_code
 
     return run
+
+
+@subcommand("compare-affectgpt", "answer one clip through a checkout's own inference without AU, with the AU "
+                                 "caption and with the AU features; print them side by side with the caption")
+def _compare_affectgpt(p: argparse.ArgumentParser) -> Handler:
+    from affectgpt_patch.smoke.clip_compare import add_arguments
+
+    return add_arguments(p)
 
 
 # ---------------------------------------------------------------------------------------------------- eval

@@ -30,6 +30,7 @@ from au_core import atomic, contract, mer_factory
 from au_core.errors import AUAgentError
 from au_core.openface import DEFAULT_MIN_CONFIDENCE, OpenFaceTrack, read_openface_csv
 
+from .caption import DEFAULT_MAX_TOKENS, frame_seconds
 from .clip_encoder import DEFAULT_CLIP
 from .frames import select_frames
 
@@ -54,6 +55,7 @@ class FramePlan:
     mask: np.ndarray
     inputs: List[Optional[str]]
     total_frames: int
+    times: List[Optional[float]] = field(default_factory=list)  # seconds of each chosen frame (the AU caption's)
     source: Optional[Dict[str, Any]] = None  # the input file's fingerprint (provenance.input_fingerprint)
 
 
@@ -75,7 +77,10 @@ def plan_video(track: OpenFaceTrack, settings: FeatureSettings) -> FramePlan:
                               total_frames=total)
     position = {int(f): i for i, f in enumerate(track.frames.tolist())}
     inputs = [track.input_string(position[f]) if f is not None else None for f in selection.frames]
-    return FramePlan(track.video, selection.frames, selection.mask, inputs, total)
+    stamps = None if track.timestamps is None else {
+        int(f): float(t) for f, t in zip(track.frames.tolist(), track.timestamps.tolist()) if t == t}
+    times = frame_seconds(selection.frames, stamps)
+    return FramePlan(track.video, selection.frames, selection.mask, inputs, total, times)
 
 
 def assemble(plan: FramePlan, texts: Sequence[Optional[str]], encoder: Any, agent_fingerprint: Optional[str],
@@ -297,6 +302,8 @@ class SourceSettings:
     au_clip_model: str = DEFAULT_CLIP
     au_feature_dim: Optional[int] = None  # the AU branch's input width (model config); None: the CLIP's
     au_max_missing: float = 0.05  # the largest fraction of samples allowed to have no AU source
+    au_route: str = "features"  # features | text | both: AU tokens, the AU caption in the prompt, or both
+    au_text_max_tokens: int = DEFAULT_MAX_TOKENS  # the caption budget the precomputed captions must have
 
 
 _LOCK = threading.Lock()

@@ -68,6 +68,7 @@ class VideoView:
     total: int
     activity: float  # mean number of active AUs per valid frame
     note: str = ""
+    caption: Optional[str] = None  # the AU caption precompute wrote (the text route), with its token count
 
     @property
     def worst_f1(self) -> Optional[float]:
@@ -366,7 +367,7 @@ def load_features(opts: InspectOptions) -> Corpus:
             rows.append(FrameRow(slot, f, s if ok else None, d if ok else None,
                                  None if ok else "no valid frame in the video", score))
         views.append(VideoView(meta["name"], None, rows, masked, len(mask),  # type: ignore[arg-type]
-                               _activity(meta["inputs"], where)))
+                               _activity(meta["inputs"], where), caption=_caption_line(meta.get("caption"))))
     by_reason = collections.Counter(str(f.get("reason", "unknown")) for f in failures)
     corpus = Corpus("features", folder, [
         ("videos with features", str(len(metas))),
@@ -416,6 +417,15 @@ def _slot_heatmap(meta: Mapping[str, Any], where: Path, max_columns: int) -> Hea
 
 
 # ------------------------------------------------------------------------------------------------ descriptions
+
+
+def _caption_line(cap: Any) -> Optional[str]:
+    """``"(37 of 256 tokens, 1 description cut) 0.0 s: …"`` from a record's caption, None without one."""
+    if not isinstance(cap, dict) or not isinstance(cap.get("text"), str):
+        return None
+    cut = cap.get("cut") or 0
+    return (f"({cap.get('tokens')} of {cap.get('max_tokens')} tokens"
+            + (f", {cut} description{'s' if cut != 1 else ''} cut" if cut else "") + f") {cap['text']}")
 
 
 def load_descriptions(opts: InspectOptions) -> Corpus:

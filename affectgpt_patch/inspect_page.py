@@ -317,6 +317,8 @@ def video_html(i: int, v: VideoView) -> str:
     worst = f", lowest AU F1 {v.worst_f1:.2f}" if v.worst_f1 is not None else ""
     masked_what = "slots masked" if len(v.rows) == v.total else "frames invalid"
     note = f'<p class="note">{esc(v.note)}</p>' if v.note else ""
+    if v.caption is not None:
+        note += f'<p class="caption"><b>AU caption</b> {esc(v.caption)}</p>'
     return (f'<section class="video" id="v{i}"><h3>{esc(v.name)}</h3>'
             f'<p class="muted">{v.masked} of {v.total} {masked_what}; {v.activity:.2f} active AUs per valid frame'
             f'{worst}. Heatmap from {esc(v.heatmap.source)}; ▼ marks the {len(v.rows)} chosen frames.</p>{note}'

@@ -18,6 +18,10 @@ A ``face_or_frame`` mode with an ``au`` part (``multiface_audio_face_frame_au_te
 * ``__getitem__`` keeps them (AffectGPT's returns a fixed key set) and ``collater`` stacks ``aus`` [B, T, D]
   and ``au_masks`` [B, T] (AffectGPT's stacks a hard-coded key list).
 
+``au_route`` (:mod:`affectgpt_patch.text_route`; default ``features``) chooses what an AU mode adds: the AU
+tokens above (``features``), the sample's AU caption as one sentence before the subtitle with no ``'au'`` in
+``needed_data`` and no AU branch used (``text``), or both.
+
 D is the AU branch's width (``model.au_feature_dim``, which must equal the CLIP model's: 512 for ViT-B/32, 768
 for ViT-L/14). A sample whose AU source is missing gets a zero feature with an all-False mask and one warning
 per process, never a random replacement sample; more than ``au_max_missing`` (5 %) of the samples without a
@@ -58,6 +62,7 @@ from .agent.config import CONFIG_KEYS, AgentConfig
 from .branch_template import branch_constants
 from .config_access import config_get
 from .features import FeatureSettings, FeatureSource, SourceSettings
+from .text_route import CaptionSource, caption_sentence, check_route, uses_features, uses_text
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +94,15 @@ def mode_without_au(face_or_frame: str) -> str:
     return "_".join(part for part in face_or_frame.split("_") if part != "au")
 
 
-def insert_au_segment(prompt: str) -> str:
-    """The AU sentence before the subtitle (or before the question when there is no subtitle)."""
+def insert_au_segment(prompt: str, segment: str = AU_PROMPT) -> str:
+    """The AU sentence(s) before the subtitle (or before the question when there is no subtitle)."""
     for anchor in _PROMPT_ANCHORS:
         at = prompt.find(anchor)
         if at >= 0:
-            return prompt[:at] + AU_PROMPT + prompt[at:]
+            return prompt[:at] + segment + prompt[at:]
     head = "###Human: "
     at = prompt.find(head)
-    return prompt[: at + len(head)] + AU_PROMPT + prompt[at + len(head):] if at >= 0 else AU_PROMPT + prompt
+    return prompt[: at + len(head)] + segment + prompt[at + len(head):] if at >= 0 else segment + prompt
 
 
 def name_from_paths(video_path: Any = None, audio_path: Any = None, face_npy: Any = None) -> Optional[str]:
@@ -160,12 +165,16 @@ class AUForkSourceMixin:
                 if value is not None:
                     setattr(self, key, value)
                     break
+        self._settings_read()
         if wanted is None:
             wanted = self._au_wanted()
         if wanted:
             self._check_au_settings()
 
     # ---- settings
+
+    def _settings_read(self) -> None:
+        """A hook run once the settings are read (the upstream mixin adjusts ``needed_data`` there)."""
 
     def _au_wanted(self) -> bool:
         return "au" in (getattr(self, "needed_data", None) or ())
@@ -260,12 +269,51 @@ for _key, _default in SETTINGS.items():  # class-level defaults: what a dataset 
 
 
 class UpstreamAUDatasetMixin(AUForkSourceMixin):
-    """The whole AU modality for an upstream ``BaseDataset`` (see the module docstring)."""
+    """The whole AU modality for an upstream ``BaseDataset`` (see the module docstring), by the route
+    ``au_route`` names (:mod:`affectgpt_patch.text_route`): AU tokens, the AU caption as text, or both."""
 
     fixed_model_au_width = None  # the installed AU branch takes au_feature_dim, and seeds a frozen projector
+    _au_name: Optional[str] = None  # the sample read last (its caption goes into the next prompt)
 
     def _owns_au_sources(self) -> bool:
         return True
+
+    @property
+    def au_route_checked(self) -> str:
+        return check_route(self.au_route)
+
+    @property
+    def caption_source(self) -> CaptionSource:
+        source = self.au_source
+        key = (source._dir(self.au_precomputed_dir), source.features, self.au_text_max_tokens, self.au_max_missing)
+        cached = self.__dict__.get("_caption_source")
+        if cached is None or cached[0] != key:
+            self.__dict__["_caption_source"] = cached = (key, CaptionSource(key[0], source.features,
+                                                                            int(key[2]), float(key[3])))
+        return cached[1]
+
+    def _settings_read(self) -> None:
+        """At inference ``needed_data`` was set before the AU settings were read (with the default route):
+        the text route drops its ``'au'``, since no AU feature is read for it."""
+        needed = getattr(self, "needed_data", None)
+        if isinstance(needed, list) and "au" in needed and not uses_features(self.au_route_checked):
+            self.needed_data = [d for d in needed if d != "au"]
+            self._au_text_mode = True
+
+    def _check_au_settings(self) -> None:
+        route = self.au_route_checked
+        if uses_features(route):
+            super()._check_au_settings()
+        if uses_text(route):
+            self.caption_source.check(_sample_names(self))
+
+    def _au_wanted(self) -> bool:
+        return super()._au_wanted() or (uses_text(self.au_route_checked) and (
+            getattr(self, "_au_text_mode", False) or is_au_mode(getattr(self, "face_or_frame", None))))
+
+    def au_caption(self, name: Optional[str]) -> Optional[str]:
+        """The sample's AU caption (what ``au_route: text`` puts in the prompt), or None."""
+        return self.caption_source.caption(name)
 
     def get_needed_data(self, face_or_frame):
         if not is_au_mode(face_or_frame):
@@ -276,14 +324,16 @@ class UpstreamAUDatasetMixin(AUForkSourceMixin):
         except UnboundLocalError:  # AffectGPT's if/elif chain has no else
             raise AUAgentError(f"face_or_frame {face_or_frame!r}: AffectGPT has no mode {base!r} to add AU to"
                                ) from None
-        return [*needed, "au"]
+        return [*needed, "au"] if uses_features(self.au_route_checked) else list(needed)
 
     def get_prompt_for_multimodal(self, face_or_frame, subtitle, user_message, *args: Any, **kwargs: Any):
         if not is_au_mode(face_or_frame):
             return super().get_prompt_for_multimodal(face_or_frame, subtitle, user_message, *args, **kwargs)
         prompt = super().get_prompt_for_multimodal(mode_without_au(face_or_frame), subtitle, user_message,
                                                    *args, **kwargs)
-        return insert_au_segment(prompt)
+        route = self.au_route_checked
+        segment = caption_sentence(self.au_caption(self._au_name)) if uses_text(route) else ""
+        return insert_au_segment(prompt, segment + (AU_PROMPT if uses_features(route) else ""))
 
     def replace_token_for_multimodal(self, prompt):
         prompt = super().replace_token_for_multimodal(prompt)
@@ -292,7 +342,8 @@ class UpstreamAUDatasetMixin(AUForkSourceMixin):
     def read_frame_face_audio_text(self, video_path=None, face_npy=None, audio_path=None, image_path=None,
                                    sample_name: Optional[str] = None, **kwargs: Any):
         sample_data = super().read_frame_face_audio_text(video_path, face_npy, audio_path, image_path, **kwargs)
-        if self._au_wanted():
+        self._au_name = sample_name or name_from_paths(video_path, audio_path, face_npy)
+        if "au" in (getattr(self, "needed_data", None) or ()):
             feature, mask = self.au_feature_for_sample(sample_name, video_path, audio_path, face_npy)
             sample_data["au"], sample_data["au_mask"] = feature, mask
             self._au_last = (feature, mask)  # the sample __getitem__ finally returns is the last one read
@@ -301,7 +352,7 @@ class UpstreamAUDatasetMixin(AUForkSourceMixin):
     def __getitem__(self, index):
         self._au_last = None
         item = super().__getitem__(index)
-        if self._au_wanted() and "au" not in item:
+        if "au" in (getattr(self, "needed_data", None) or ()) and "au" not in item:
             item["au"], item["au_mask"] = self._au_last if self._au_last is not None else self.au_feature(None)
         return item
 

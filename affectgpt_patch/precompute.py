@@ -25,7 +25,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
@@ -35,6 +35,7 @@ from au_core import atomic
 from au_core.errors import AUAgentError, StorageError
 from au_core.storage import output_errors
 
+from .caption import CaptionSettings, caption_mismatch, check_caption_budget, video_caption, with_tokenizer
 from .features import (FeatureSettings, FramePlan, assemble, describe_plan, meta_mismatches, precomputed_meta,
                        save_video_features)
 from .provenance import plan_csv, stale_reason
@@ -76,6 +77,8 @@ class PrecomputeOptions:
     batch_size: int = 64  # descriptions per model batch
     chunk_videos: int = 256  # videos planned and described together
     progress: bool = True
+    #: the AU caption written into each {name}.json (the text route); None: features only
+    caption: Optional[CaptionSettings] = field(default_factory=CaptionSettings)
 
 
 def corpus_names(opts: PrecomputeOptions) -> Tuple[List[str], List[str]]:
@@ -97,10 +100,15 @@ def precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, A
 
 def _precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, Any]:
     names, mine = corpus_names(opts)
+    opts = replace(opts, caption=with_tokenizer(opts.caption, getattr(getattr(agent, "config", None), "base_model",
+                                                                      None)))
     src = Path(opts.openface_dir)
-    out = prepare_out(opts)
+    atomic.check_output_dir(opts.out, COMMAND, legacy=(MANIFEST,))  # refuses a foreign folder; writes nothing
     redone: Dict[str, int] = {}
     todo, done_meta = split_done(mine, opts, agent.fingerprint, encoder.fingerprint, redone)
+    if todo:  # a finished rerun loads no tokenizer; a budget too small is refused before any output exists
+        check_caption_budget(opts.caption)
+    out = prepare_out(opts)
     skipped = len(done_meta)
     log.info("%d videos in %s, %d in shard %d/%d: %d to do, %d already done", len(names), src, len(mine),
              *opts.shard, len(todo), skipped)
@@ -228,7 +236,8 @@ def split_done(names: List[str], opts: PrecomputeOptions, agent_fingerprint: Opt
     for name in names:
         meta = _done_meta(Path(opts.out), name)
         if (meta is not None and _has_valid_frame(meta)
-                and not meta_mismatches(meta, opts.settings, agent_fingerprint, clip_fingerprint)):
+                and not meta_mismatches(meta, opts.settings, agent_fingerprint, clip_fingerprint)
+                and not caption_mismatch(meta, opts.caption)):
             reason = _stale(meta, name, Path(opts.openface_dir) / f"{name}.csv")
             if reason is None:
                 done_meta[name] = meta
@@ -257,8 +266,12 @@ def write_plans(plans: List[FramePlan], descriptions: Mapping[str, str], encoder
     encoded = _EncodedTexts(encoder, sorted({descriptions[s] for p in plans for s in p.inputs if s is not None}),
                             opts.progress)
     failed = {} if failed is None else failed
+    captions = {p.name: video_caption(p.times, describe_plan(p, descriptions), opts.caption)
+                for p in plans} if opts.caption is not None else {}  # a budget error stops before any write
     for plan in plans:
         vf = assemble(plan, describe_plan(plan, descriptions), encoded, agent_fingerprint, opts.settings)
+        if plan.name in captions:
+            vf.meta["caption"] = captions[plan.name].record()
         try:
             save_video_features(out, vf)
         except StorageError:  # a full or read-only file system: every later video would fail the same way

@@ -24,7 +24,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -34,6 +34,7 @@ from au_core import contract
 from au_core.errors import AUAgentError
 
 from .agent.config import AgentConfig, fingerprint
+from .caption import check_caption_budget, with_tokenizer
 from .features import FeatureSettings, FramePlan
 from .precompute import (PrecomputeOptions, corpus_names, log_redone, prepare_out, split_done, write_failures,
                          write_manifest, write_plans)
@@ -314,14 +315,15 @@ class RayAgent:
 
 def _plan_json(plan: FramePlan) -> str:
     return json.dumps({"name": plan.name, "frames": plan.frames, "mask": [bool(m) for m in plan.mask],
-                       "inputs": plan.inputs, "total_frames": plan.total_frames, "source": plan.source},
+                       "inputs": plan.inputs, "total_frames": plan.total_frames, "times": plan.times,
+                       "source": plan.source},
                       ensure_ascii=False)
 
 
 def _plan_from_json(text: str) -> FramePlan:
     d = json.loads(text)
     return FramePlan(d["name"], d["frames"], np.asarray(d["mask"], dtype=bool), d["inputs"], d["total_frames"],
-                     d.get("source"))
+                     d["times"], d.get("source"))
 
 
 def _plan_batch(batch: Dict[str, np.ndarray], openface_dir: str, settings: Dict[str, Any]) -> Dict[str, np.ndarray]:
@@ -378,12 +380,15 @@ def precompute_on_ray(opts: PrecomputeOptions, config: AgentConfig, clip: ClipSp
                       ray_opts: RayOptions) -> Dict[str, Any]:
     """``precompute`` as one Ray job: the same files, summary, manifest and failures as the local engine."""
     names, mine = corpus_names(opts)
+    opts = replace(opts, caption=with_tokenizer(opts.caption, config.base_model))
     src = Path(opts.openface_dir)
     agent_fp, clip_fp = fingerprint(config), check_clip(clip.name)
     redone: Dict[str, int] = {}
     todo, done_meta = split_done(mine, opts, agent_fp, clip_fp, redone)
     log.info("%d videos in %s, %d in shard %d/%d: %d to do, %d already done", len(names), src, len(mine),
              *opts.shard, len(todo), len(done_meta))
+    if todo:
+        check_caption_budget(opts.caption)
     log_redone(redone, prepare_out(opts))
     owns = connect(ray_opts)
     try:

@@ -67,6 +67,8 @@ class OpenFaceTrack:
     #: The video's length in frames: the largest frame number over every row (all faces), so that frame i
     #: still means video frame i when the chosen face leaves early. None: the largest of ``frames``.
     total_frames: Optional[int] = None
+    #: OpenFace's ``timestamp`` (seconds) per frame; None when the CSV has no such column.
+    timestamps: Optional[np.ndarray] = None
 
     @property
     def video_frames(self) -> int:
@@ -231,4 +233,5 @@ def read_openface_csv(
         valid=pick(valid),
         reasons=reasons,
         total_frames=int(frames.max()),
+        timestamps=pick(numeric("timestamp", math.nan)) if "timestamp" in df.columns else None,
     )

@@ -156,3 +156,19 @@ def quiet_transformers():
     yield
     hf_logging.set_verbosity(level)
     hf_logging.reset_format()
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory) -> Path:
+    """The fixture AffectGPT checkouts' LLM: a tiny random Qwen2 with a small byte-level BPE tokenizer."""
+    from fixtures.affectgpt import build_tiny_llm
+
+    return build_tiny_llm(tmp_path_factory.mktemp("llm"))
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """MER-Caption+-shaped data for the fixture checkouts (labels, subtitles, media stand-ins)."""
+    from fixtures.affectgpt import write_dataset
+
+    return write_dataset(tmp_path_factory.mktemp("data"))

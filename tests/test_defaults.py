@@ -13,6 +13,7 @@ import au_agent_cli
 from affectgpt_patch import mixin
 from affectgpt_patch.agent.config import CONFIG_KEYS, AgentConfig
 from affectgpt_patch.branch_template import branch_constants
+from affectgpt_patch.caption import CaptionSettings
 from affectgpt_patch.clip_encoder import DEFAULT_CLIP
 from affectgpt_patch.features import FeatureSettings, SourceSettings
 from affectgpt_patch.inspect_options import InspectOptions
@@ -20,6 +21,7 @@ from affectgpt_patch.patcher import ConfigOptions, apply_patch
 from affectgpt_patch.patcher.configs import INFERENCE_CONFIG, TRAIN_CONFIG
 from affectgpt_patch.precompute import PrecomputeOptions
 from affectgpt_patch.smoke import SmokeOptions
+from affectgpt_patch.smoke.clip_compare import CompareOptions
 from au_core.argtypes import default_of
 from data_prep.build import PrepareOptions
 from fixtures.affectgpt import code_root, make_checkout
@@ -37,8 +39,11 @@ FROM_DATACLASS = {
     **{("precompute", name): (PrecomputeOptions, name) for name in ("batch_size", "chunk_videos")},
     **{("precompute", name): (FeatureSettings, name) for name in ("frames", "sampling", "min_confidence")},
     ("precompute", "clip_model"): (SourceSettings, "au_clip_model"),
+    ("precompute", "au_text_max_tokens"): (CaptionSettings, "au_text_max_tokens"),
+    ("captions", "max_missing"): (SourceSettings, "au_max_missing"),
     **{("inspect", name): (InspectOptions, name) for name in ("videos", "sort")},
-    **{("smoke-affectgpt", name): (SmokeOptions, name) for name in ("steps", "device", "clip_width")},
+    **{("smoke-affectgpt", name): (SmokeOptions, name) for name in ("steps", "device", "clip_width", "au_route")},
+    **{("compare-affectgpt", name): (CompareOptions, name) for name in ("steps", "device")},
 }
 #: Options with a default that no library setting has: how the command runs, not what it computes.
 CLI_ONLY = {("describe", "engine"), ("precompute", "engine"), ("eval", "engine")}

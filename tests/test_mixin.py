@@ -22,19 +22,9 @@ from au_core import mer_factory
 from au_core.errors import AUAgentError
 from au_core.openface import read_openface_csv
 from au_core.record import load_json
-from fixtures.affectgpt import NAMES, build_tiny_llm, code_root, imported, make_checkout, write_dataset
+from fixtures.affectgpt import NAMES, code_root, imported, make_checkout
 
 N_TOKENS = 2  # num_au_query_token, so the <AUHere> expansion is visible
-
-
-@pytest.fixture(scope="module")
-def tiny_llm(tmp_path_factory):
-    return build_tiny_llm(tmp_path_factory.mktemp("llm"))
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture()

@@ -215,7 +215,8 @@ def test_a_rerun_with_nothing_to_do_loads_no_model(tmp_path, tiny_qwen2, tiny_cl
     assert probed(argv) == "loaded: []"  # finished: neither model, not even torch
     for suffix in (".npy", ".json"):
         (tmp_path / "f" / f"v1{suffix}").unlink()
-    assert probed(argv) == "loaded: []"  # redone from the description and CLIP caches alone
+    # redone from the description and CLIP caches alone: no CLIP; transformers only for the caption's tokenizer
+    assert probed(argv) == "loaded: ['torch', 'transformers']"
     assert outputs(tmp_path / "f") == before
     describe = ["-q", "describe", str(corpus), "--out", str(tmp_path / "frames.jsonl"), "--cache-dir",
                 str(tmp_path / "c"), *agent]

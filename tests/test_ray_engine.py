@@ -72,8 +72,9 @@ def test_precompute_on_ray_writes_the_local_bytes(ray_cluster, corpus, local_run
     summary = precompute_on_ray(PrecomputeOptions(corpus, out, progress=False), config,
                                 ClipSpec(str(tiny_clip), cache_dir=str(tmp_path / "cache")),
                                 RayOptions(progress=False, describe_actors=2))
-    assert outputs(out) == local_run
+    assert outputs(out) == local_run  # features, descriptions and AU captions alike
     assert len([n for n in local_run if n.endswith(".npy")]) == 12 + 10 + 1
+    assert json.loads(local_run["vid_000.json"])["caption"]["text"]  # counted with the agent's base tokenizer
     failures = [json.loads(line) for line in local_run["failures.jsonl"].decode().splitlines()]
     assert [f["name"] for f in failures] == ["broken", "no_face"]
     assert (summary["done"], summary["failed"], summary["failed_by_reason"]) == (23, 2, {

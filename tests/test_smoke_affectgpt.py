@@ -358,6 +358,7 @@ def test_checkpoint_inference_splice_and_answer_rows():
     assert not report.answer_row({"answer": "happy", "generated_tokens": 0}).ok
     assert not report.answer_row({"answer": None, "generated_tokens": 2}).ok
     assert not report.answer_row({"error": "x", "generated_tokens": 2}).ok
+    assert report.answer_row({"answer": "x", "generated_tokens": 1}, "text").check == "Chat answered (text route)"
 
 
 def test_table_and_exit_code():
@@ -465,14 +466,34 @@ def _affectgpt_python() -> str:
     return str(venv) if venv.is_file() else sys.executable
 
 
+def test_caption_rows_read_the_caption_back_from_the_llm_input():
+    from affectgpt_patch.smoke.caption_report import caption_rows, no_branch_row
+    from affectgpt_patch.text_route import CAPTION_CLOSE, CAPTION_OPEN, caption_sentence
+
+    captions = {"a": "0.0 s: Lips apart.", "b": "0.4 s: Brows raised."}
+    prompt = "###Human: " + caption_sentence(captions["b"]) + "The subtitle of this video is: <Subtitle>hi</Subtitle>."
+    markers = (CAPTION_OPEN, CAPTION_CLOSE)
+    words = lambda text: len(text.split())  # noqa: E731
+    rows = caption_rows([prompt, prompt], [prompt], captions, "b", 4, words, markers)
+    assert [r.ok for r in rows] == [True, True, True], rows
+    bad = caption_rows([prompt.replace("raised", "lowered")], [prompt], captions, "a", 3, words, markers)
+    assert [r.ok for r in bad] == [False, False, False]  # altered text, over budget, another sample's caption
+    assert not caption_rows([prompt], ["no caption here"], captions, "b", 4, words, markers)[0].ok
+    text_run = {"batches": [{"aus": None}], "splices": [{"counts": [0, 0]}]}
+    assert no_branch_row(text_run, {"batches": [{"aus": None}]}).ok
+    assert not no_branch_row({"batches": [{"aus": [2, 8, 512]}], "splices": [{"counts": [1, 1]}]}, {}).ok
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("AFFECTGPT_CHECKOUT"),
                     reason="set AFFECTGPT_CHECKOUT to an AffectGPT checkout (and run `make affectgpt-env`) "
                            "to run the whole smoke test")
-def test_whole_smoke_on_a_real_checkout():
+@pytest.mark.parametrize("route", ["features", "text", "both"])
+def test_whole_smoke_on_a_real_checkout(route):
     checkout = os.environ["AFFECTGPT_CHECKOUT"]
     before = _tree_state(Path(checkout))
-    proc = subprocess.run([_affectgpt_python(), "-m", "au_agent_cli", "smoke-affectgpt", checkout],
+    proc = subprocess.run([_affectgpt_python(), "-m", "au_agent_cli", "smoke-affectgpt", checkout,
+                           "--au-route", route],
                           cwd=REPO, capture_output=True, text=True, timeout=1800,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert "checks passed" in proc.stdout, proc.stderr[-3000:]
@@ -483,3 +504,29 @@ def test_whole_smoke_on_a_real_checkout():
 def _tree_state(root: Path) -> dict:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
             for p in root.rglob("*") if p.is_file() and ".git" not in p.parts}
+
+
+def test_compare_answers_one_sample_three_ways(tmp_path):
+    from omegaconf import OmegaConf
+
+    from affectgpt_patch.smoke.compare import compare, format_comparison
+
+    cfg = OmegaConf.create({"datasets": {"mercaptionplus": {"face_or_frame": "multiface_audio_face_au_text",
+                                                            "au_route": "both"}}})
+    (tmp_path / "train_configs").mkdir()
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "s1.json").write_text(json.dumps({"caption": {"text": "0.0 s: A smile."}}))
+    seen = []
+
+    def infer(rel, out):
+        ds = OmegaConf.load(tmp_path / rel).datasets.mercaptionplus
+        seen.append((ds.face_or_frame, ds.au_route))
+        return {"answer": f"answer {len(seen)}", "sample": "s1"}
+
+    results = compare(cfg, tmp_path, tmp_path / "probes", True, infer)
+    assert seen == [("multiface_audio_face_text", "both"), ("multiface_audio_face_au_text", "text"),
+                    ("multiface_audio_face_au_text", "features")]
+    text = format_comparison(results, tmp_path / "f")
+    assert "no AU              'answer 1'" in text and "AU caption: 0.0 s: A smile." in text
+    assert "n/a: checkpoint has no AU branch" in format_comparison(compare(cfg, tmp_path, tmp_path, False, infer),
+                                                                 tmp_path / "f")

@@ -23,7 +23,7 @@ from au_core.errors import AUAgentError
 from . import (affectgpt_model, base_dataset, builders, config_py, configs, conversation, inference_scripts, templates,
                tokenizer_py)
 from .configs import ConfigOptions
-from .detect import AU_FORK, Checkout, detect
+from .detect import AU_FORK, NONVERBAL, Checkout, detect
 from .edit import APPLIED, PENDING, EditState, FilePatch, apply_edits, decode, edit_states
 from .source import Mismatch, Source
 from .transaction import STATE_DIR, Manifest, commit, read_original, recover, revert, sha256
@@ -35,6 +35,8 @@ __all__ = ["ConfigOptions", "PatchReport", "apply_patch", "check_patch", "revert
 
 def file_patches(variant: str) -> List[FilePatch]:
     """The edits for a variant, in the order they are applied and reported."""
+    if variant == NONVERBAL:  # the fork's own Nonverbal code reads au-agent's captions: configs only
+        return []
     patches = [config_py.patch(variant), tokenizer_py.patch(variant), base_dataset.patch(variant)]
     if variant != AU_FORK:  # the fork's model and Chat already handle AU
         patches += [affectgpt_model.patch(variant), conversation.patch(variant)]
@@ -141,7 +143,7 @@ def _plan(checkout: Checkout, manifest: Optional[Manifest], options: ConfigOptio
 
 
 def _added_states(checkout: Checkout, manifest: Optional[Manifest]) -> Dict[str, str]:
-    paths = list(templates.installed_files(checkout.variant)) + list(configs.GENERATED)
+    paths = list(templates.installed_files(checkout.variant)) + list(configs.generated_paths(checkout.variant))
     return {checkout.rel(p): APPLIED if (checkout.code_root / p).is_file() else PENDING for p in paths}
 
 

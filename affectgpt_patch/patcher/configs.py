@@ -22,12 +22,21 @@ from au_core.errors import AUAgentError
 from ..branch_template import branch_constants
 from ..features import SourceSettings
 from ..mixin import SEED_AGENT_KEYS, SETTINGS, is_au_mode, mode_without_au
+from . import text_configs
 
 log = logging.getLogger(__name__)
 
 TRAIN_CONFIG = "train_configs/config_with_au_agent.yaml"
 INFERENCE_CONFIG = "inference_config_au_agent.yaml"
 GENERATED = (TRAIN_CONFIG, INFERENCE_CONFIG)
+UPSTREAM, AU_FORK, NONVERBAL = "upstream", "au-fork", "nonverbal-fork"  # as patcher.detect names them
+
+
+def generated_paths(variant: str) -> "tuple[str, ...]":
+    """The configs the patcher writes into a checkout of this variant."""
+    if variant == NONVERBAL:
+        return text_configs.NONVERBAL_GENERATED
+    return GENERATED + (text_configs.TEXT_GENERATED if variant == UPSTREAM else ())
 CONFIG_DIR = "train_configs"
 RELEASED = "emercoarse_highlevelfilter4_outputhybird_bestsetup_bestfusion_lz.yaml"  # upstream's released setup
 SECTIONS = ("model", "datasets", "run", "inference")
@@ -44,6 +53,7 @@ class ConfigOptions:
     openface_dir: Optional[str] = None
     mer_factory_output: Optional[str] = None
     precomputed_dir: Optional[str] = None
+    captions_file: Optional[str] = None  # `au-agent captions` output, for the AU fork's Nonverbal mode
 
 
 def _load(path: Path):
@@ -72,12 +82,15 @@ def choose_base(code_root: Path, variant: str, requested: Optional[str]) -> Path
         raise AUAgentError("base config not found (give a path, or a file name in train_configs/)", requested)
     folder = code_root / CONFIG_DIR
     names = sorted(p.name for p in folder.glob("*.yaml")) if folder.is_dir() else []
-    names = [n for n in names if f"{CONFIG_DIR}/{n}" not in GENERATED]
+    names = [n for n in names if f"{CONFIG_DIR}/{n}" not in generated_paths(variant) + GENERATED]
     if not names:
         raise AUAgentError("no training configs (*.yaml) to start from", folder)
     ranked: List[str] = []
-    if variant == "au-fork":
+    if variant == AU_FORK:
         ranked += [n for n in names if "_au" in n and "nonverbal" not in n.lower()]
+    if variant == NONVERBAL:
+        ranked += [n for n in names if "_frame_au_nonverbal" in n.lower()]
+        ranked += [n for n in names if "nonverbal" in n.lower()]
     ranked += [n for n in names if n == RELEASED] + names
     for name in ranked:
         try:
@@ -92,7 +105,7 @@ def _mode(options: ConfigOptions, known_modes: set, variant: str, path: str) -> 
     mode = options.face_or_frame or SEED_MODE
     if not is_au_mode(mode):
         raise AUAgentError(f"face_or_frame {mode!r} has no 'au' part (e.g. {SEED_MODE})", path)
-    needed = mode if variant == "au-fork" else mode_without_au(mode)
+    needed = mode if variant in (AU_FORK, NONVERBAL) else mode_without_au(mode)
     if needed not in known_modes:
         raise AUAgentError(f"face_or_frame {mode!r}: BaseDataset.get_needed_data does not know {needed!r} "
                            f"(it knows {', '.join(sorted(known_modes))})", path)
@@ -107,7 +120,7 @@ def _warn_missing(options: ConfigOptions) -> None:
     """Paths are written as given (the checkout may be used on another machine), but say when they are absent."""
     for flag, path in (("--agent", options.agent_dir), ("--openface-dir", options.openface_dir),
                        ("--precomputed-dir", options.precomputed_dir),
-                       ("--mer-factory-output", options.mer_factory_output)):
+                       ("--mer-factory-output", options.mer_factory_output), ("--captions", options.captions_file)):
         if path and not os.path.exists(os.path.expanduser(path)):
             log.warning("%s %s does not exist (yet); the config names it anyway", flag, path)
 
@@ -133,10 +146,12 @@ def _merge(section, keys: Dict[str, object]) -> None:
             section[key] = value
 
 
-def _header(title: str, base: str, extra: str = "") -> str:
-    return (f"# {title}\n"
-            f"# Written by `au-agent patch-affectgpt` from {base}; removed by `au-agent patch-affectgpt --revert`.\n"
-            "#\n"
+def _header(title: str, base: str, extra: str = "", au_keys: bool = True) -> str:
+    head = (f"# {title}\n"
+            f"# Written by `au-agent patch-affectgpt` from {base}; removed by `au-agent patch-affectgpt --revert`.\n")
+    if not au_keys:
+        return head + extra + "\n"
+    return (head + "#\n"
             "# AU keys (per dataset; inference also reads them from the inference section):\n"
             "#   use_au_agent         true: OpenFace CSV -> AU Agent -> CLIP (or a precomputed feature); false: the\n"
             "#                        descriptions MER-Factory already wrote (mer_factory_output)\n"
@@ -169,6 +184,10 @@ def build_configs(code_root: Path, variant: str, options: ConfigOptions, known_m
                            f"(registered: {', '.join(sorted(builders))})", base)
     mode = _mode(options, known_modes, variant, str(base))
     _warn_missing(options)
+    if variant == NONVERBAL:
+        return base, text_configs.nonverbal_configs(
+            cfg, mode, options.captions_file, lambda title, extra: _header(title, rel_base, extra, au_keys=False))
+    base_cfg = OmegaConf.create(OmegaConf.to_container(cfg))
     keys = au_dataset_keys(options, mode)
     for name in cfg.datasets:
         _merge(cfg.datasets[name], keys)
@@ -190,4 +209,8 @@ def build_configs(code_root: Path, variant: str, options: ConfigOptions, known_m
              "#   python inference_hybird.py --cfg-path inference_config_au_agent.yaml")
     infer_text = _header("AffectGPT inference with AU features from the AU Agent.", rel_base, extra) \
         + OmegaConf.to_yaml(infer)
-    return base, {TRAIN_CONFIG: train_text, INFERENCE_CONFIG: infer_text}
+    generated = {TRAIN_CONFIG: train_text, INFERENCE_CONFIG: infer_text}
+    if variant == UPSTREAM:
+        generated.update(text_configs.upstream_text_configs(
+            cfg, infer, base_cfg, keys, lambda title, extra: _header(title, rel_base, extra)))
+    return base, generated

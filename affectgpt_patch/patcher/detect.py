@@ -2,9 +2,10 @@
 
 Layouts: upstream keeps the code in ``<repo>/AffectGPT/`` (beside ``OV-MER/``); several forks flatten it to the
 repository root. Variants: ``upstream`` (no AU anywhere) and ``au-fork`` (the ouyangjutian fork: ``<AUHere>``
-in ``config.py``, AU sources in ``BaseDataset``, an AU branch in the model). Anything in between — e.g. that
-fork's later commits, which replaced the AU features with a text caption but kept parts of the AU model — is
-refused, because neither set of edits fits it.
+in ``config.py``, AU sources in ``BaseDataset``, an AU branch in the model) and ``nonverbal-fork`` (that fork's
+later commits, e.g. 88593b0, which replaced the AU features with a text caption read from ``nonverbal_json``
+and kept parts of the AU model: its own code reads au-agent's captions, so only configs are written).
+Anything else in between is refused, because no set of edits fits it.
 
 The variant is read from the *original* files (the backups, once the checkout has been patched).
 """
@@ -19,9 +20,12 @@ from au_core.errors import AUAgentError
 from . import affectgpt_model, base_dataset, config_py
 from .source import Mismatch, Source
 
-UPSTREAM, AU_FORK = "upstream", "au-fork"
+UPSTREAM, AU_FORK, NONVERBAL = "upstream", "au-fork", "nonverbal-fork"
 NESTED_DIR = "AffectGPT"
-VARIANT_TEXT = {UPSTREAM: "upstream AffectGPT without AU", AU_FORK: "AU fork (ouyangjutian/AffectGPT, AU features)"}
+VARIANT_TEXT = {UPSTREAM: "upstream AffectGPT without AU", AU_FORK: "AU fork (ouyangjutian/AffectGPT, AU features)",
+                NONVERBAL: "AU fork, Nonverbal commits (ouyangjutian/AffectGPT after 447851e, AU as a text caption)"}
+#: What the fork's Nonverbal commits (572d8de, 88593b0) put in BaseDataset: the caption file and its reader.
+NONVERBAL_MARKERS = ("nonverbal_json", "use_nonverbal_text", "def get_nonverbal_text")
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,8 @@ def detect_variant(read: Callable[[str], str]) -> str:
             found[label] = probe(Source(read(path), path))
         except Mismatch as e:
             raise AUAgentError(f"unexpected structure: {e}", path) from None
+    if all(k in read(base_dataset.PATH) for k in NONVERBAL_MARKERS):
+        return NONVERBAL
     if all(found.values()):
         return AU_FORK
     if not any(found.values()):

@@ -20,4 +20,4 @@ INSTALLED = {  # checkout path (code-root relative) → template file
 
 
 def installed_files(variant: str) -> Dict[str, bytes]:
-    return {} if variant == "au-fork" else {path: template_bytes(name) for path, name in INSTALLED.items()}
+    return {path: template_bytes(name) for path, name in INSTALLED.items()} if variant == "upstream" else {}

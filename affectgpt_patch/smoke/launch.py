@@ -28,10 +28,13 @@ from . import shims
 log = logging.getLogger(__name__)
 
 #: What the AU fork's inference_hybird.py sets by hand on a dataset built without configs (its training
-#: ``__init__`` reads them from ``dataset_cfg``), for raw media; set only where the class lacks them.
+#: ``__init__`` reads them from ``dataset_cfg``), for raw media; set only where the class lacks them. The
+#: per-modality flags are its Nonverbal commits' (88593b0).
 FORK_INFERENCE_ATTRIBUTES = {"frame_sampling": "uniform", "use_realtime_extraction": False,
                              "use_preextracted_features": False, "mer_factory_output": None, "_clip_model": None,
-                             "_clip_preprocess": None, "use_au_clip_realtime": False}
+                             "_clip_preprocess": None, "use_au_clip_realtime": False,
+                             "use_preextracted_frame": False, "use_preextracted_face": False,
+                             "use_preextracted_audio": False, "use_preextracted_au": False}
 USER_MESSAGE = "Please infer the person's emotional state and provide your reasoning process."  # inference_hybird's
 TRAIN_REPORT, INFER_REPORT = shims.TRAIN_REPORT, shims.INFER_REPORT
 AU_INITIAL, AU_FINAL, AU_INFERENCE = shims.AU_INITIAL, shims.AU_FINAL, shims.AU_INFERENCE
@@ -133,7 +136,9 @@ def _wrap_generate(chat: Any, recorder: shims.Recorder, token_id: int, expected:
         ids = seen.get("ids")
         if embeds is not None and ids is not None:
             ids = ids[-embeds.shape[1]:].unsqueeze(0).to(embeds.device)  # answer_sample may cut the head
-            recorder.record_inference(ids, embeds, None if tokens is None else tokens[:1], token_id, expected)
+            recorder.record_texts(ids, chat.model.llama_tokenizer)
+            if token_id is not None:  # a tokenizer without <AUHere> (the AU fork's Nonverbal commits) splices none
+                recorder.record_inference(ids, embeds, None if tokens is None else tokens[:1], token_id, expected)
         output = generate(*args, **kwargs)
         sequences = getattr(output, "sequences", output)
         recorder.data["generated_tokens"] = int(sequences.shape[-1])  # from inputs_embeds: new tokens only
@@ -201,6 +206,11 @@ def _answer_one(cfg_path: str, ckpt: str, out: Path, device: str, max_new_tokens
             setattr(dataset_cls, attr, value)
     if hasattr(dataset_cls, "configure_au"):
         dataset_cls.configure_au(inference_cfg, *datasets_cfg.values(), model_cfg)
+    prompt_kwargs = {}
+    if hasattr(dataset_cls, "get_nonverbal_text"):  # the AU fork's Nonverbal mode, set as its inference script does
+        dataset_cls.nonverbal_json = inference_cfg.get("nonverbal_json")
+        dataset_cls.use_nonverbal_text = bool(inference_cfg.get("use_nonverbal_text"))
+        dataset_cls._nonverbal_data = None
 
     sample_name = dataset_cls.annotation[0]["name"]
     subtitle = dataset_cls.name2subtitle[sample_name]
@@ -212,7 +222,11 @@ def _answer_one(cfg_path: str, ckpt: str, out: Path, device: str, max_new_tokens
     if "sample_name" in inspect.signature(dataset_cls.read_frame_face_audio_text).parameters:
         paths["sample_name"] = sample_name
     sample_data = dataset_cls.read_frame_face_audio_text(**paths)
+    recorder.data["sample"] = sample_name
+    if hasattr(dataset_cls, "get_nonverbal_text"):
+        prompt_kwargs["nonverbal_text"] = dataset_cls.get_nonverbal_text(sample_name)
     au = sample_data.get("au")
+    au = au if hasattr(au, "shape") else None
     recorder.data["batches"].append({"aus": list(au.shape) if au is not None else None,
                                      "aus_nonzero": bool(au.abs().sum() > 0) if au is not None else False,
                                      "valid_frames": [int(sample_data["au_mask"].sum())]
@@ -228,12 +242,12 @@ def _answer_one(cfg_path: str, ckpt: str, out: Path, device: str, max_new_tokens
         _, multi_llms = chat.postprocess_multi(face_hiddens, audio_hiddens)
     elif face_or_frame.startswith("multiframe"):
         _, multi_llms = chat.postprocess_multi(frame_hiddens, audio_hiddens)
-    au_llms = chat.postprocess_au(sample_data)[1]
+    au_llms = chat.postprocess_au(sample_data)[1] if hasattr(chat, "postprocess_au") else None
     img_list = {"audio": audio_llms, "frame": frame_llms, "face": face_llms, "image": image_llms,
                 "multi": multi_llms, "au": au_llms}
     token_id = model.llama_tokenizer.get_vocab().get(branch_constants()["AU_PATCH_TOKEN"])
     _wrap_generate(chat, recorder, token_id, int(getattr(model, "num_au_query_token", 0)), au_llms)
-    prompt = dataset_cls.get_prompt_for_multimodal(face_or_frame, subtitle, USER_MESSAGE)
+    prompt = dataset_cls.get_prompt_for_multimodal(face_or_frame, subtitle, USER_MESSAGE, **prompt_kwargs)
     return chat.answer_sample(prompt=prompt, img_list=img_list, num_beams=1, temperature=1, do_sample=False,
                               top_p=0.9, max_new_tokens=max_new_tokens, max_length=2000)
 

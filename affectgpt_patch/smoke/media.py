@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import csv
 import logging
+import shutil
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
@@ -139,8 +140,88 @@ def write_tiny_dataset(root: Path, spec: MediaSpec = MediaSpec()) -> TinyDataset
         np.save(ds.face(name), _moving_frames(rng, spec, spec.face_side, spec.face_side))
         ds.openface_dir.mkdir(parents=True, exist_ok=True)
         write_openface_csv(ds.openface_dir, name, spec.frames, spec.seed + i)
+    _write_annotations(ds, openset, reason, subtitle)
+    log.info("tiny dataset (%d samples) written to %s", spec.samples, ds.folder)
+    return ds
+
+
+def _write_annotations(ds: TinyDataset, openset: List[List[str]], reason: List[List[str]],
+                       subtitle: List[List[str]]) -> None:
     _write_csv(ds.folder / "track2_train_mercaptionplus.csv", ["name", "openset"], openset)
     _write_csv(ds.folder / "track3_train_mercaptionplus.csv", ["name", "reason"], reason)
     _write_csv(ds.folder / "subtitle_chieng.csv", ["name", "chinese", "english"], subtitle)
-    log.info("tiny dataset (%d samples) written to %s", spec.samples, ds.folder)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One user clip: its media, its subtitle and its OpenFace CSV (``face``: OpenFace's aligned face crops as a
+    uint8 [T, H, W, 3] ``.npy``; without it the video's own frames stand in)."""
+
+    video: Path
+    audio: Path
+    subtitle: str
+    openface: Path
+    face: Optional[Path] = None
+
+    @property
+    def name(self) -> str:
+        return self.video.stem
+
+
+def read_video_frames(path: Path, size: int, limit: Optional[int] = None) -> np.ndarray:
+    """The frames of ``path`` (the first ``limit``, else all) as uint8 [T, size, size, 3] RGB (PyAV, else
+    OpenCV); :class:`AUAgentError` naming ``--video`` when none decodes."""
+    from au_core.errors import AUAgentError
+
+    try:
+        import av
+    except ImportError:
+        av = None
+    frames: List[np.ndarray] = []
+    if av is not None:
+        try:
+            with av.open(str(path)) as container:
+                for f in container.decode(video=0):
+                    frames.append(f.to_ndarray(format="rgb24", width=size, height=size))
+                    if limit is not None and len(frames) >= limit:
+                        break
+        except IndexError:  # PyAV's decode(video=0) of a file without a video stream
+            raise AUAgentError("--video: no video stream in this file", path) from None
+        except (av.FFmpegError, ValueError) as e:
+            raise AUAgentError(f"--video: not a readable video ({e})", path) from None
+    else:
+        import cv2
+
+        cap = cv2.VideoCapture(str(path))
+        ok, frame = cap.read()
+        while ok and (limit is None or len(frames) < limit):
+            frames.append(cv2.cvtColor(cv2.resize(frame, (size, size)), cv2.COLOR_BGR2RGB))
+            ok, frame = cap.read()
+        cap.release()
+    if not frames:
+        raise AUAgentError("--video: no video frame could be decoded", path)
+    return np.stack(frames)
+
+
+def write_clip_dataset(root: Path, clip: Clip, face_side: int = MediaSpec.face_side) -> TinyDataset:
+    """The user's clip as the only sample of a dataset in the tiny dataset's layout (same names, same files)."""
+    ds = TinyDataset(Path(root), [clip.name])
+    for src, dst in ((clip.video, ds.video(clip.name)), (clip.audio, ds.audio(clip.name)),
+                     (clip.openface, ds.openface_dir / f"{clip.name}.csv")):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+    ds.face(clip.name).parent.mkdir(parents=True, exist_ok=True)
+    faces = np.load(clip.face) if clip.face else read_video_frames(clip.video, face_side)
+    np.save(ds.face(clip.name), faces)
+    _write_annotations(ds, [[clip.name, str(["neutral"])]], [[clip.name, "The person looks neutral."]],
+                       [[clip.name, "", clip.subtitle]])
+    log.info("the clip %s written as a one-sample dataset to %s", clip.name, ds.folder)
     return ds
+
+
+def write_synthetic_clip(folder: Path, seed: int = 0) -> Clip:
+    """A synthetic clip (video, wav, OpenFace CSV) as a user would pass it to ``compare-affectgpt``."""
+    ds = write_tiny_dataset(folder, MediaSpec(samples=1, seed=seed))
+    name = ds.names[0]
+    return Clip(ds.video(name), ds.audio(name), "I did not expect to see you here today.",
+                ds.openface_dir / f"{name}.csv")

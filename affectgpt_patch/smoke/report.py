@@ -24,6 +24,8 @@ class SmokeReport:
     title: str
     rows: List[Row]
     notes: Sequence[str] = ()
+    appendix: str = ""  # printed after the table (smoke-affectgpt --compare: the answers side by side)
+    compared: Sequence[Tuple[str, Dict[str, Any]]] = ()  # --compare: (way, inference record) per way
 
     @property
     def ok(self) -> bool:
@@ -42,7 +44,7 @@ class SmokeReport:
         failed = sum(not r.ok for r in self.rows)
         lines += ["", f"{len(self.rows) - failed}/{len(self.rows)} checks passed"
                   + ("" if not failed else f"; {failed} failed")]
-        return "\n".join(lines)
+        return "\n".join(lines + (["", self.appendix] if self.appendix else []))
 
 
 def _short(names: Sequence[str], limit: int = 3) -> str:
@@ -177,13 +179,20 @@ def splice_row(expected: int, train_splices: Sequence[Mapping[str, Any]],
     return Row(check, not problems, detail)
 
 
-def answer_row(infer: Mapping[str, Any]) -> Row:
-    """The answer came out of ``Chat.answer_sample``: the LLM generated tokens from the spliced input. Its text
-    may be empty (random weights can stop at once on ``###`` or EOS, which the checkout strips)."""
+#: What the LLM's input carried, per route (the row's name says it).
+ANSWER_ROUTES = {"features": "AU features", "text": "text route", "both": "AU features and caption",
+                 "nonverbal": "the fork's Nonverbal caption"}
+
+
+def answer_row(infer: Mapping[str, Any], route: str = "features") -> Row:
+    """The answer came out of ``Chat.answer_sample``: the LLM generated tokens from the input of ``route`` (a key
+    of :data:`ANSWER_ROUTES`). Its text may be empty (random weights can stop at once on ``###`` or EOS, which
+    the checkout strips)."""
+    check = f"Chat answered ({ANSWER_ROUTES[route]})"
     if infer.get("error"):
-        return Row("Chat answered with AU", False, infer["error"])
+        return Row(check, False, infer["error"])
     answer, generated = infer.get("answer"), int(infer.get("generated_tokens") or 0)
     ok = isinstance(answer, str) and generated > 0
     detail = f"{generated} tokens generated" + (f"; answer {answer[:40]!a}" if isinstance(answer, str) else
                                                 "; no answer")
-    return Row("Chat answered with AU", ok, detail)
+    return Row(check, ok, detail)

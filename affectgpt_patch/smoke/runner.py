@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 from au_core.errors import AUAgentError
 
 from . import report, shims
-from .media import MediaSpec, TinyDataset, write_tiny_dataset
+from .caption_report import captions_in_llm_input, no_branch_row
+from .media import Clip, MediaSpec, TinyDataset, write_clip_dataset, write_tiny_dataset
 
 if TYPE_CHECKING:  # the stand-ins are built when a smoke run starts, never imported with this module
     from au_standins.affectgpt_encoders import StandIns
@@ -49,7 +50,10 @@ class SmokeOptions:
     device: str = "cpu"
     overrides: List[str] = field(default_factory=list)  # KEY=VALUE for the smoke config
     clip_width: int = 512  # AU feature width: the tiny CLIP's text embedding size (ViT-B/32: 512, ViT-L/14: 768)
+    au_route: str = "features"  # features | text | both (the AU fork's Nonverbal commits: their caption mode)
+    compare: bool = False  # also answer one sample without AU, with the caption and with the features
     samples: int = 4
+    clip: Optional[Clip] = None  # the user's clip as the only sample (compare-affectgpt), instead of tiny media
     batch_size: int = 2
     timeout_s: int = 1800  # per AffectGPT process
     python: str = sys.executable
@@ -71,6 +75,7 @@ class SmokeRun:
     data = _under_work("data")
     features = _under_work("au_features")
     probes = _under_work("probes")
+    captions = _under_work("au_captions.json")  # for the AU fork's Nonverbal mode
 
 
 # ------------------------------------------------------------------------------------ config and overrides
@@ -176,6 +181,7 @@ def smoke_config(base: Path, opts: SmokeOptions, features: Path, clip_path: Path
     au_keys = {"use_au_agent": True, "au_precomputed_dir": str(features), "openface_output_dir": None,
                "au_agent_dir": None, "au_agent_base_model": None, "au_agent_lora_weights": None,
                "mer_factory_output": None, "au_clip_model": str(clip_path)}
+    au_keys["au_route"] = opts.au_route
     for name in cfg.datasets:
         for key, value in au_keys.items():
             cfg.datasets[name][key] = value
@@ -203,8 +209,9 @@ def checkout_path(path: Path) -> Path:
 
 def prepare_copy(opts: SmokeOptions, run: SmokeRun) -> Tuple[Any, Path]:
     """Copy and patch; returns the checkout description and the base AU config (code-root relative)."""
-    from ..patcher import apply_patch, check_patch
-    from ..patcher.configs import TRAIN_CONFIG
+    from ..patcher import ConfigOptions, apply_patch, check_patch
+    from ..patcher.configs import NONVERBAL, TRAIN_CONFIG
+    from ..patcher.text_configs import NONVERBAL_TRAIN_CONFIG, TEXT_TRAIN_CONFIG
     src = checkout_path(opts.checkout)
     log.info("copying %s to %s", src, run.copy)
     shutil.copytree(src, run.copy, ignore=_COPY_IGNORE, symlinks=True)
@@ -213,7 +220,8 @@ def prepare_copy(opts: SmokeOptions, run: SmokeRun) -> Tuple[Any, Path]:
         log.info("the checkout is already patched: using it as is")
         checkout = state.checkout
     else:
-        report_ = apply_patch(run.copy)
+        nonverbal = state.checkout.variant == NONVERBAL  # its configs name the captions file written later
+        report_ = apply_patch(run.copy, ConfigOptions(captions_file=str(run.captions)) if nonverbal else None)
         log.info("patched the copy (%d files written)", len(report_.changed))
         checkout = report_.checkout
     code_root = checkout.code_root
@@ -225,8 +233,10 @@ def prepare_copy(opts: SmokeOptions, run: SmokeRun) -> Tuple[Any, Path]:
         else:
             raise AUAgentError("--config not found (a path, or a file in the checkout's train_configs/)",
                                opts.config)
+    elif checkout.variant == NONVERBAL:
+        base = code_root / NONVERBAL_TRAIN_CONFIG
     else:
-        base = code_root / TRAIN_CONFIG
+        base = code_root / (TEXT_TRAIN_CONFIG if opts.au_route == "text" else TRAIN_CONFIG)
     return checkout, base
 
 
@@ -234,6 +244,7 @@ def precompute_features(ds: TinyDataset, standins: StandIns, clip_path: Path, fe
                         cache: Path) -> Dict[str, Any]:
     """The dataset's AU features with the tiny agent (the tiny Qwen2 through the hf backend) and tiny CLIP."""
     from ..agent import create_au_agent
+    from ..caption import CaptionSettings
     from ..clip_encoder import load_clip_text_encoder
     from ..features import FeatureSettings
     from ..precompute import PrecomputeOptions, precompute
@@ -241,9 +252,10 @@ def precompute_features(ds: TinyDataset, standins: StandIns, clip_path: Path, fe
     agent = create_au_agent({"au_agent_base_model": str(standins.llm), "au_agent_use_lora": False},
                             backend="hf", device="cpu", max_new_tokens=12, cache_dir=str(cache))
     encoder = load_clip_text_encoder(str(clip_path), device="cpu", cache_dir=cache)
-    try:
+    try:  # captions counted with the stand-in LLM's tokenizer: AffectGPT's, here
         summary = precompute(PrecomputeOptions(openface_dir=ds.openface_dir, out=features,
-                                               settings=FeatureSettings(frames=frames), progress=False),
+                                               settings=FeatureSettings(frames=frames), progress=False,
+                                               caption=CaptionSettings(au_text_tokenizer=str(standins.llm))),
                              agent, encoder)
     finally:
         agent.close()
@@ -308,6 +320,9 @@ def compare_tensors(reference: Mapping[str, Any], other: Mapping[str, Any]) -> D
 
 
 def run_smoke(opts: SmokeOptions) -> report.SmokeReport:
+    from ..text_route import check_route
+
+    check_route(opts.au_route)
     if opts.steps < 1:
         raise AUAgentError(f"--steps must be at least 1, got {opts.steps}")
     if opts.device not in ("cpu", "cuda") and not opts.device.startswith("cuda:"):
@@ -333,16 +348,23 @@ def _run(opts: SmokeOptions, run: SmokeRun, overrides: Sequence[Tuple[str, Any]]
     from au_standins.affectgpt_encoders import build_standins
     from au_standins.tiny_clip import build_tiny_clip
 
+    from ..patcher.configs import NONVERBAL
+
     checkout, base = prepare_copy(opts, run)
     code_root = checkout.code_root
     standins = build_standins(run.standins)
     clip_path = build_tiny_clip(run.standins / f"tiny_clip_{opts.clip_width}.pt", embed_dim=opts.clip_width)
     point_config_at_standins(code_root, standins, run.data)
-    ds = write_tiny_dataset(run.data, MediaSpec(samples=max(opts.samples, opts.batch_size)))
+    ds = write_clip_dataset(run.data, opts.clip) if opts.clip else \
+        write_tiny_dataset(run.data, MediaSpec(samples=max(opts.samples, opts.batch_size)))
 
     cfg, applied = smoke_config(base, opts, run.features, clip_path, overrides)
     frames = int(next(iter(cfg.datasets.values())).get("au_frames") or cfg.model.vis_processor.train.n_frms)
     precompute_features(ds, standins, clip_path, run.features, frames, run.work / "cache")
+    if checkout.variant == NONVERBAL:
+        from ..captions_file import write_captions
+
+        write_captions(run.features, "MERCaptionPlus", run.captions)  # the tiny data is MER-Caption+
     (code_root / SMOKE_CONFIG).write_text(OmegaConf.to_yaml(cfg), encoding="utf-8")
     expected = cfg.model.get("num_au_query_token")
 
@@ -356,41 +378,61 @@ def _run(opts: SmokeOptions, run: SmokeRun, overrides: Sequence[Tuple[str, Any]]
     if initial is not None and final is not None:
         changed = {n: v is False for n, v in compare_tensors(initial, final).items()}
     rows = report.training_rows(train, opts.steps, changed, frozen_by_config=bool(cfg.model.get("frozen_au_proj")))
-
+    text_only = opts.au_route == "text" or checkout.variant == NONVERBAL
+    if text_only:
+        rows = rows[:2]  # train.py ran, loss is finite: the AU branch rows are the feature route's
     ckpt = latest_checkpoint(code_root, SMOKE_CONFIG) if rc == 0 else None
     saved = _load(ckpt) if ckpt is not None else None
-    rows.append(report.checkpoint_row(ckpt.name if ckpt else None,
-                                      compare_tensors(final, saved["model"]) if saved and final is not None
-                                      else None,
-                                      frozen=train.get("frozen", []) if cfg.model.get("frozen_au_proj") else ()))
+    if not text_only:
+        rows.append(report.checkpoint_row(ckpt.name if ckpt else None,
+                                          compare_tensors(final, saved["model"]) if saved and final is not None
+                                          else None,
+                                          frozen=train.get("frozen", []) if cfg.model.get("frozen_au_proj") else ()))
     infer: Dict[str, Any] = {"error": "not run: no checkpoint"}
     loaded_equal = None
     if ckpt is not None:
-        rc = run_process([*launcher, "infer", "--out", str(run.probes), "--device", opts.device,
-                          "--cfg-path", SMOKE_CONFIG, "--ckpt", str(ckpt)], code_root, run.work / "infer.log", opts)
-        infer = _json(run.probes / shims.INFER_REPORT) or {"error": f"inference exited with {rc} before any record"}
+        def answer(cfg_path: str, out: Path) -> Dict[str, Any]:
+            out.mkdir(parents=True, exist_ok=True)
+            rc = run_process([*launcher, "infer", "--out", str(out), "--device", opts.device, "--cfg-path",
+                              cfg_path, "--ckpt", str(ckpt)], code_root, out / "infer.log", opts)
+            return _json(out / shims.INFER_REPORT) or {"error": f"inference exited with {rc} before any record"}
+
+        infer = answer(SMOKE_CONFIG, run.probes)
         loaded = _load(run.probes / shims.AU_INFERENCE)
         if loaded is not None and final is not None:
             loaded_equal = {n: bool(v) for n, v in compare_tensors(final, loaded).items()}
-    rows.append(report.inference_weights_row(loaded_equal, infer.get("error")))
-    if expected is None:
-        expected = _model_default_tokens(train)
-    rows.append(report.splice_row(int(expected), train.get("splices", []), infer.get("splices", [])))
-    rows.append(report.answer_row(infer))
+    if not text_only:
+        rows.append(report.inference_weights_row(loaded_equal, infer.get("error")))
+        if expected is None:
+            expected = _model_default_tokens(train)
+        rows.append(report.splice_row(int(expected), train.get("splices", []), infer.get("splices", [])))
+    if opts.au_route != "features" or checkout.variant == NONVERBAL:
+        rows += captions_in_llm_input(run.features, standins.llm, checkout.variant == NONVERBAL, train, infer)
+    if text_only:
+        rows.append(no_branch_row(train, infer))
+    rows.append(report.answer_row(infer, "nonverbal" if checkout.variant == NONVERBAL else opts.au_route))
 
     au_model = {k: cfg.model.get(k) for k in ("au_fusion_type", "num_au_query_token", "frozen_au_proj")}
     notes = [f"config: {base.relative_to(code_root) if base.is_relative_to(code_root) else base}"
              f" → {SMOKE_CONFIG}; device {opts.device}; {opts.steps} steps, batch {opts.batch_size}; "
-             f"AU features [{frames}, {opts.clip_width}]",
-             "AU branch: " + ", ".join(f"{k}={v}" for k, v in au_model.items()),
+             + (f"AU captions of {frames} frames" if text_only else f"AU features [{frames}, {opts.clip_width}]"),
+             "AU branch: " + ("not used (the caption is text)" if text_only
+                              else ", ".join(f"{k}={v}" for k, v in au_model.items())),
              f"python {sys.version.split()[0]}, " + _versions()]
     if applied:
         notes.append("--set " + " ".join(applied))
     used = sorted(set(train.get("shims", [])) | set(infer.get("shims", [])))
     if used:
         notes.append("run-time shims: " + "; ".join(used))
-    title = f"AffectGPT smoke test of {opts.checkout} ({checkout.layout}; {_variant(checkout)})"
-    return report.SmokeReport(title, rows, notes)
+    route = "the fork's Nonverbal mode" if checkout.variant == NONVERBAL else f"au_route {opts.au_route}"
+    title = f"AffectGPT smoke test of {opts.checkout} ({checkout.layout}; {_variant(checkout)}; {route})"
+    appendix, compared = "", []
+    if opts.compare and ckpt is not None:
+        from .compare import compare, format_comparison
+
+        compared = compare(cfg, code_root, run.probes, checkout.variant != NONVERBAL, answer)
+        appendix = format_comparison(compared, run.features)
+    return report.SmokeReport(title, rows, notes, appendix, compared)
 
 
 def _variant(checkout: Any) -> str:

@@ -167,7 +167,9 @@ class Recorder:
 
     def __init__(self) -> None:
         self.data: Dict[str, Any] = {"losses": [], "grad_norms": {}, "trainable": [], "frozen": [],
-                                     "batches": [], "splices": [], "shims": [], "dtype": None, "error": None}
+                                     "batches": [], "splices": [], "shims": [], "dtype": None, "error": None,
+                                     "texts": []}
+        self._tokenizer: Any = None
         self._input_ids = None
         self._tokens = None
         self._token_id: Optional[int] = None
@@ -187,6 +189,7 @@ class Recorder:
             if p.requires_grad:
                 p.register_hook(self._grad_hook(name))
         self._token_id = getattr(model, "AU_PATCH_TOKEN_ID", None)
+        self._tokenizer = getattr(model, "llama_tokenizer", None)
         self._expected = getattr(model, "num_au_query_token", None)
         encode = getattr(model, "encode_au_merge", None)
         if encode is not None:
@@ -217,6 +220,7 @@ class Recorder:
             return None
         self._tokens = None
         self._input_ids = samples.get("input_ids")
+        self.record_texts(self._input_ids)
         aus, masks = samples.get("aus"), samples.get("au_masks")
         self.data["batches"].append({
             "aus": list(aus.shape) if aus is not None else None,
@@ -237,6 +241,14 @@ class Recorder:
         self.data["splices"].append(splice_record(self._input_ids, embeds, self._tokens, self._token_id,
                                                   self._expected or 0))
         return None
+
+    def record_texts(self, input_ids: Any, tokenizer: Any = None) -> None:
+        """The LLM's input ids decoded, one text per sample: where the AU caption is looked for."""
+        tokenizer = tokenizer or self._tokenizer
+        if tokenizer is None or input_ids is None:
+            return
+        rows = input_ids if getattr(input_ids, "dim", lambda: 2)() == 2 else input_ids.unsqueeze(0)
+        self.data["texts"] += [tokenizer.decode(row.tolist()) for row in rows]
 
     def record_inference(self, input_ids: Any, inputs_embeds: Any, tokens: Any, token_id: int,
                          expected: int) -> None:

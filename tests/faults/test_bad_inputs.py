@@ -97,6 +97,19 @@ class Env:
     def tiny_clip(self) -> str:
         return str(self._request.getfixturevalue("tiny_clip"))
 
+    def tiny_qwen2(self) -> str:
+        return str(self._request.getfixturevalue("tiny_qwen2"))
+
+    # precompute outputs and captions files -----------------------------------------------------------------
+    def features(self, caption: bool = True) -> str:
+        """A precompute folder of one video, with its AU caption or without (``--no-au-caption``)."""
+        self.csv()
+        args = ["-q", "precompute", "--openface-dir", self.p("of"), "--out", self.p("feats"), "--clip-model",
+                self.tiny_clip(), "--backend", "rules", "--cache-dir", self.p("cache")]
+        args += ["--au-text-tokenizer", self.tiny_qwen2()] if caption else ["--no-au-caption"]
+        assert au_agent_cli.main(args) == 0
+        return self.p("feats")
+
 
 GOOD_RECORD = {"instruction": contract.INSTRUCTION, "input": "AU04: 1.50, AU07: 1.20", "output": "Brows lowered."}
 Build = Callable[[Env], Tuple[List[str], str]]
@@ -328,6 +341,35 @@ cases("precompute", {
     "--clip-model missing file": lambda e: (["--openface-dir", e.mkdir("of"), "--out", e.p("feats"), "--clip-model",
                                              e.p("none.pt")], e.p("none.pt")),
     "--out is a file": lambda e: _pre("--out", e.write("feats.txt", "x"), named=e.p("feats.txt"))(e),
+    "--au-text-max-tokens 0": _pre("--au-text-max-tokens", "0"),
+    "--au-text-max-tokens below one description": lambda e: _pre(
+        "--au-text-max-tokens", "3", "--au-text-tokenizer", e.tiny_qwen2(), named="au_text_max_tokens 3")(e),
+    "--au-text-tokenizer not a tokenizer": lambda e: _pre("--au-text-tokenizer", e.mkdir("llm"), named=e.p("llm"))(e),
+})
+
+
+# ------------------------------------------------------------------------------------------- captions
+
+def _captions_into(make_out: Callable[[Env], str]) -> Build:
+    def build(e: Env):
+        feats = e.features()
+        out = make_out(e)
+        return ["--features", feats, "--dataset-name", "MER2023", "--out", out], out
+    return build
+
+
+cases("captions", {
+    "--features missing": lambda e: (["--features", e.p("feats"), "--dataset-name", "MER2023", "--out",
+                                      e.p("c.json")], e.p("feats")),
+    "--features without records": lambda e: (["--features", e.mkdir("feats"), "--dataset-name", "MER2023",
+                                              "--out", e.p("c.json")], e.p("feats")),
+    "videos without a caption": lambda e: (["--features", e.features(caption=False), "--dataset-name", "MER2023",
+                                            "--out", e.p("c.json")], e.p("feats")),
+    "--out not a captions file": _captions_into(lambda e: e.write("c.json", '["a list"]')),
+    "--out with a sample without caption": _captions_into(lambda e: e.write("c.json", '{"MER2023": {"a": {}}}')),
+    "--out not JSON": _captions_into(lambda e: e.write("c.json", "{oops")),
+    "--dataset-name empty": lambda e: (["--features", e.features(), "--dataset-name", "", "--out", e.p("c.json")],
+                                       "--dataset-name"),
 })
 
 
@@ -526,7 +568,49 @@ cases("smoke-affectgpt", {
     "--steps 0": lambda e: ([e.mkdir("AffectGPT"), "--steps", "0"], "--steps"),
     "--device unknown": lambda e: ([e.mkdir("AffectGPT"), "--device", "tpu"], "--device"),
     "--clip-width 0": lambda e: ([e.mkdir("AffectGPT"), "--clip-width", "0"], "--clip-width"),
+    "--au-route unknown": lambda e: ([e.mkdir("AffectGPT"), "--au-route", "tokens"], "--au-route"),
 })
+
+
+# ------------------------------------------------------------------------------------------ compare-affectgpt
+
+def clip_args(e: Env, **change: str) -> List[str]:
+    """A checkout folder and a good clip (video, wav, OpenFace CSV); ``change`` replaces options."""
+    from affectgpt_patch.smoke.media import write_synthetic_clip
+
+    clip = write_synthetic_clip(e.root / "clip")
+    options = {"--video": str(clip.video), "--audio": str(clip.audio), "--openface": str(clip.openface),
+               "--subtitle": clip.subtitle}
+    options.update(change)
+    return [e.mkdir("AffectGPT"), *[x for item in options.items() for x in item]]
+
+
+cases("compare-affectgpt", {
+    "checkout missing": lambda e: ([e.p("nowhere"), *clip_args(e)[1:]], e.p("nowhere")),
+    "checkout is not AffectGPT": lambda e: (clip_args(e), e.p("AffectGPT")),
+    "--video missing": lambda e: (clip_args(e, **{"--video": e.p("none.mp4")}), e.p("none.mp4")),
+    "--video not a video": lambda e: (clip_args(e, **{"--video": e.write("v.mp4", "text")}), e.p("v.mp4")),
+    "--video is the audio": lambda e: (_video_is_audio(clip_args(e)), "sample_00000000.wav"),
+    "--audio missing": lambda e: (clip_args(e, **{"--audio": e.p("none.wav")}), e.p("none.wav")),
+    "--openface missing": lambda e: (clip_args(e, **{"--openface": e.p("none.csv")}), e.p("none.csv")),
+    "--openface empty": lambda e: (clip_args(e, **{"--openface": e.write("empty.csv", "")}), e.p("empty.csv")),
+    "--openface header only": lambda e: (clip_args(e, **{"--openface": e.write("h.csv", HEADER + "\n")}),
+                                         e.p("h.csv")),
+    "--face missing": lambda e: ([*clip_args(e), "--face", e.p("none.npy")], e.p("none.npy")),
+    "--subtitle empty": lambda e: (clip_args(e, **{"--subtitle": " "}), "--subtitle"),
+    "--video not given": lambda e: (_without(clip_args(e), "--video"), "--video"),
+    "--steps 0": lambda e: ([*clip_args(e), "--steps", "0"], "--steps"),
+})
+
+
+def _video_is_audio(args: List[str]) -> List[str]:
+    args[args.index("--video") + 1] = args[args.index("--audio") + 1]
+    return args
+
+
+def _without(args: List[str], option: str) -> List[str]:
+    i = args.index(option)
+    return args[:i] + args[i + 2:]
 
 
 # ------------------------------------------------------------------------------------------- the command itself
