@@ -32,6 +32,7 @@ AFFECTGPT_STACK_FILES = frozenset({
     "test_atomic.py",
     "test_au_branch.py",
     "test_cache.py",
+    "test_caption.py",
     "test_clip_encoder.py",
     "test_contract.py",
     "test_facs.py",
@@ -45,6 +46,7 @@ AFFECTGPT_STACK_FILES = frozenset({
     "test_precompute.py",
     "test_smoke_affectgpt.py",
     "test_stack_identity.py",
+    "test_text_route.py",
 })
 
 
