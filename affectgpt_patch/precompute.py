@@ -37,6 +37,7 @@ from au_core.openface import read_openface_csv
 
 from .features import (FeatureSettings, FramePlan, assemble, describe_plan, meta_mismatches, plan_video,
                        precomputed_meta, save_video_features)
+from .video_names import check_unique_videos
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,11 @@ def corpus_names(opts: PrecomputeOptions) -> Tuple[List[str], List[str]]:
     src = Path(opts.openface_dir)
     if not src.is_dir():
         raise AUAgentError("OpenFace folder not found", src)
-    names = sorted(p.stem for p in src.glob("*.csv"))
-    if not names:
+    csvs = sorted(src.glob("*.csv"))
+    if not csvs:
         raise AUAgentError("no OpenFace *.csv files", src)
+    check_unique_videos(csvs)  # e.g. clip.csv and Clip.csv: one {name}.npy on case-insensitive file systems
+    names = [p.stem for p in csvs]
     return names, [n for n in names if in_shard(n, opts.shard)]
 
 
