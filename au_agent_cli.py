@@ -263,9 +263,11 @@ def _precompute(p: argparse.ArgumentParser) -> Handler:
 
 
 def precompute_on_ray_from_args(a: argparse.Namespace, opts):
+    from affectgpt_patch.precompute import corpus_names
     from affectgpt_patch.ray_engine import ClipSpec, import_ray, precompute_on_ray
 
     import_ray()  # the install hint before anything else is checked
+    corpus_names(opts)  # the corpus's errors before a cluster starts
     agent = agent_from_args(a)  # a RayAgent: the agent's configuration, checked here, loaded by the actors
     try:
         return precompute_on_ray(opts, agent.config, ClipSpec(a.clip_model, a.clip_device, a.cache_dir,
