@@ -447,7 +447,9 @@ def _inspect(p: argparse.ArgumentParser) -> Handler:
 
     p.add_argument("input", type=Path, help="a precompute features folder, a describe .jsonl file or an eval folder")
     p.add_argument("--openface-dir", type=Path, help="OpenFace CSVs {name}.csv, for full AU × frame heatmaps")
-    p.add_argument("--out", type=Path, help="HTML file (default: INPUT/report.html, or INPUT.html for a file)")
+    p.add_argument("--out", type=Path, help="HTML file (default: INPUT/report.html for a folder; for a file, INPUT "
+                                            "with its extension replaced by .html: run1.jsonl → run1.html). A file "
+                                            "there is replaced only when it is an earlier inspect page")
     p.add_argument("--videos", type=int, default=argtypes.default_of(InspectOptions, "videos"),
                    help="videos (eval: records) drawn in detail; the summary covers all (default %(default)s)")
     p.add_argument("--sort", choices=SORT_ORDERS, default=argtypes.default_of(InspectOptions, "sort"),

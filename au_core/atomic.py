@@ -284,6 +284,22 @@ def check_output_dir(out_dir: PathLike, command: str, legacy: Sequence[str] = ()
     return out_dir
 
 
+def check_output_file(path: PathLike, command: str, marks: Sequence[bytes]) -> None:
+    """The folders' rule for a one-file output: refuse, before any work, to replace a non-empty file whose
+    first 4 KiB hold none of ``marks`` (the signs, in that file's format, that ``command`` wrote it)."""
+    path = Path(path)
+    if not path.is_file():
+        return  # missing, or a folder or device that the write reports or writes through
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return  # not readable: the write reports it
+    if head and not any(mark in head for mark in marks):
+        raise AUAgentError(f"exists and was not written by au-agent {command}; choose another --out, or move it "
+                           "away (nothing was changed)", path)
+
+
 def claim_output_dir(out_dir: PathLike, command: str, legacy: Sequence[str] = ()) -> Path:
     """Prepare a folder that ``command`` writes file by file (and resumes): create it or accept an earlier
     output of the same command, write the marker, remove stale temporary files. Returns the resolved path."""
