@@ -41,6 +41,19 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(DEFAULT_DIR_ENV) or Path.home() / ".cache" / "au-agent")
 
 
+@contextlib.contextmanager
+def _write_transaction(con: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any error (so that a retry starts afresh)."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            con.execute("ROLLBACK")
+        raise
+
+
 class SQLiteCache:
     """``get_many`` / ``put_many`` over one table; one connection per (process, thread)."""
 
@@ -55,8 +68,13 @@ class SQLiteCache:
         with self._guard():
             con = self._connect()
             if con.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:  # new, or made before versions
-                self._retry_locked(lambda: con.executescript(
-                    f"BEGIN IMMEDIATE; {_TABLE}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT"))
+                self._retry_locked(lambda: self._create(con))
+
+    @staticmethod
+    def _create(con: sqlite3.Connection) -> None:
+        with _write_transaction(con):
+            con.execute(_TABLE)
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _error(self, problem: str) -> AUAgentError:
         return AUAgentError(f"{problem}; {_ADVICE}", self.path)
@@ -137,16 +155,10 @@ class SQLiteCache:
             return {}
         with self._guard():
             con = self._connect()
-            con.execute("BEGIN IMMEDIATE")
-            try:
+            with _write_transaction(con):
                 con.executemany("INSERT OR IGNORE INTO kv (ns, key, value) VALUES (?, ?, ?)",
                                 [(ns, k, v) for k, v in items.items()])
                 stored = self._select(con, ns, list(items))
-                con.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    con.execute("ROLLBACK")
-                raise
         return stored
 
     def count(self, ns: Optional[str] = None) -> int:
