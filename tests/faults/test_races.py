@@ -2,10 +2,13 @@
 folder ends byte-identical to one clean run, every process exits 0, and none reports a lock error.
 Concurrent ``patch-affectgpt`` runs on one checkout take turns: the checkout ends patched (or reverted) once."""
 import fcntl
+import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -121,4 +124,49 @@ def test_a_held_checkout_lock_is_waited_for_then_named(checkouts, tmp_path, caps
         os.close(fd)
     assert tree(root) == original
     assert au_agent_cli.main(patch_argv(root)) == 0  # free again
+    record_property("fault_case", "race:survived")
+
+
+# ------------------------------------------------------------------------------------------- shards finishing at once
+
+
+@pytest.mark.parametrize("listing", ["manifest", "failures"])
+def test_the_last_list_written_is_complete(listing, tmp_path, monkeypatch, record_property):
+    """Two shards finish at once: shard X lists the folder and is descheduled before its rename, while shard Y
+    adds its last video and writes its list. X's list is the one left, so it must have been taken after Y's
+    video: the folder's lock orders list-and-write. (Without it, the four-shard race lost a video from
+    ``manifest.jsonl`` or a failure from ``failures.jsonl`` now and then under load.)"""
+    from affectgpt_patch import precompute
+    from au_core import atomic
+
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def add(name):
+        if listing == "manifest":
+            atomic.write_json(out / f"{name}.json", {"name": name, "shape": [8, 4], "mask": [True], "npy_sha256": "0"})
+        else:
+            atomic.write_json(precompute._failure_path(out, name), {"name": name, "reason": "no valid frame"})
+
+    def finish():
+        precompute.write_manifest(out) if listing == "manifest" else precompute.merge_failures(out)
+
+    listed, write_text = threading.Event(), atomic.write_text
+
+    def descheduled(path, text):
+        if threading.current_thread().name == "x":
+            listed.set()
+            time.sleep(0.5)
+        write_text(path, text)
+
+    monkeypatch.setattr(atomic, "write_text", descheduled)
+    add("a")
+    x = threading.Thread(target=finish, name="x")
+    x.start()
+    assert listed.wait(30)
+    add("b")
+    finish()  # shard Y
+    x.join()
+    written = (out / (precompute.MANIFEST if listing == "manifest" else precompute.FAILURES)).read_text()
+    assert [json.loads(line)["name"] for line in written.splitlines()] == ["a", "b"]
     record_property("fault_case", "race:survived")
