@@ -74,6 +74,7 @@ def test_random_time_kills(refs, tmp_path, record_property):
     record_kills(record_property, 4)
 
 
+@pytest.mark.slow
 def test_one_of_two_runs_at_once_killed(refs, tmp_path, record_property):
     """Two ``patch-affectgpt`` at once on one checkout, one of them killed at a sampled point: the other exits 0
     and leaves the patched tree (it went first, or waited for the lock and finished the killed run's change);

@@ -84,6 +84,7 @@ def patch_argv(root, *extra):
     return ["-q", "patch-affectgpt", str(root), *extra]
 
 
+@pytest.mark.slow
 def test_patch_runs_at_once_on_one_checkout(checkouts, tmp_path, record_property):
     """Three ``patch-affectgpt`` at once (two terminals, a script run twice): all exit 0, the checkout is patched
     once; then three ``--revert`` at once: one restores it, the others find nothing to revert, as they would
