@@ -67,11 +67,13 @@ class SQLiteCache:
         self._lock = threading.Lock()
         with self._guard():
             con = self._connect()
-            if con.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:  # new, or made before versions
-                self._retry_locked(lambda: self._create(con))
+            self._retry_locked(lambda: self._create(con))
 
     @staticmethod
     def _create(con: sqlite3.Connection) -> None:
+        """The table and the version stamp, where missing: a new file, or one made before versions."""
+        if con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
         with _write_transaction(con):
             con.execute(_TABLE)
             con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
