@@ -201,7 +201,17 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has ended but not been waited for by its parent (Linux state Z): it writes nothing more,
+    and its locks are already released, so what it left is stale."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[:1] == [b"Z"]
+    except OSError:
+        return False
 
 
 def file_digest(path: PathLike, algorithm: str = "sha256") -> str:

@@ -8,7 +8,7 @@ One module per AffectGPT file decides its edits (:mod:`.config_py`, :mod:`.token
 :mod:`.affectgpt_model`, :mod:`.conversation`, :mod:`.inference_scripts`); :mod:`.configs` and :mod:`.templates`
 give the files it adds. Every new content is computed in memory before anything is written, so a checkout that
 does not match (the refusal names the file and what was expected) is left untouched, and
-:mod:`.transaction` makes the writes all-or-nothing. :mod:`.lock` lets one run at a time at a checkout.
+:mod:`.transaction` makes the writes all-or-nothing; :mod:`.lock` lets one run at a time work on a checkout.
 """
 from __future__ import annotations
 
