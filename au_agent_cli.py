@@ -289,9 +289,11 @@ def _precompute(p: argparse.ArgumentParser) -> Handler:
 
 
 def precompute_on_ray_from_args(a: argparse.Namespace, opts):
+    from affectgpt_patch.precompute import corpus_names
     from affectgpt_patch.ray_engine import ClipSpec, import_ray, precompute_on_ray
 
     import_ray()  # the install hint before anything else is checked
+    corpus_names(opts)  # the corpus's errors before a cluster starts
     agent = agent_from_args(a)  # a RayAgent: the agent's configuration, checked here, loaded by the actors
     try:
         return precompute_on_ray(opts, agent.config, ClipSpec(a.clip_model, a.clip_device, a.cache_dir,
@@ -511,7 +513,9 @@ def _inspect(p: argparse.ArgumentParser) -> Handler:
 
     p.add_argument("input", type=Path, help="a precompute features folder, a describe .jsonl file or an eval folder")
     p.add_argument("--openface-dir", type=Path, help="OpenFace CSVs {name}.csv, for full AU × frame heatmaps")
-    p.add_argument("--out", type=Path, help="HTML file (default: INPUT/report.html, or INPUT.html for a file)")
+    p.add_argument("--out", type=Path, help="HTML file (default: INPUT/report.html for a folder; for a file, INPUT "
+                                            "with its extension replaced by .html: run1.jsonl → run1.html). A file "
+                                            "there is replaced only when it is an earlier inspect page")
     p.add_argument("--videos", type=int, default=argtypes.default_of(InspectOptions, "videos"),
                    help="videos (eval: records) drawn in detail; the summary covers all (default %(default)s)")
     p.add_argument("--sort", choices=SORT_ORDERS, default=argtypes.default_of(InspectOptions, "sort"),

@@ -15,12 +15,13 @@ from au_core.errors import AUAgentError
 from au_core.openface import DEFAULT_MIN_CONFIDENCE, OpenFaceTrack, read_openface_csv
 
 from .agent import AUAgent
+from .video_names import check_unique_videos
 
 log = logging.getLogger(__name__)
 
 
 def expand_csv_paths(paths: Iterable[os.PathLike]) -> List[Path]:
-    """Files as given, folders as their ``*.csv`` files, in a stable order."""
+    """Files as given, folders as their ``*.csv`` files, in a stable order; two with one video name are refused."""
     out: List[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -30,6 +31,7 @@ def expand_csv_paths(paths: Iterable[os.PathLike]) -> List[Path]:
             out += found
         else:
             out.append(p)
+    check_unique_videos(out)
     return out
 
 

@@ -26,6 +26,7 @@ from au_core.facs import INTENSITY_AUS
 from .features import FeatureSettings
 from .frames import select_frames
 from .inspect_options import InspectOptions
+from .video_names import check_unique_videos, check_video_lines
 
 log = logging.getLogger(__name__)
 
@@ -329,6 +330,7 @@ def load_features(opts: InspectOptions) -> Corpus:
     metas: List[Dict[str, Any]] = []
     incomplete = []
     paths = sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))  # not the output marker
+    check_unique_videos(paths)
     for path in tqdm(paths, desc="reading features", unit="video", disable=not opts.progress):
         meta = _load_json(path)
         if not isinstance(meta, dict) or any(k not in meta for k in _FEATURE_KEYS):
@@ -443,6 +445,7 @@ def load_descriptions(opts: InspectOptions) -> Corpus:
             raise AUAgentError(f"line {n} is not an au-agent describe record (video, frame, input, description)",
                                path)
         videos[row["video"]].append(row)
+    check_video_lines(rows, path)
     settings = FeatureSettings()
     tally, memo = _Tally(), {}
     masked_by_reason: collections.Counter = collections.Counter()

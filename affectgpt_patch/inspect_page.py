@@ -34,6 +34,11 @@ INACTIVE_COLORS = ("#f4f5f7", "#e2e5e9", "#c8cdd3")  # (0, t/3], (t/3, 2t/3], (2
 ACTIVE_COLORS = ("#fed976", "#feb24c", "#fd8d3c", "#fc4e2a", "#e31a1c", "#bd0026", "#800026")
 UNKNOWN_COLOR = "#fbfbfd"
 LABEL_W, ROW_H, TOP = 196, 11, 20
+#: In every page: the sign that a file is a page of this command, which a later run may replace (pages
+#: made before it start with LEGACY_HEAD). Any other existing file at the output path is refused.
+GENERATOR = '<meta name="generator" content="au-agent inspect">'
+LEGACY_HEAD = ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
+               'content="width=device-width, initial-scale=1"><title>AU ')
 HEATMAP_W = 960  # pixels for the frame columns at most
 TICKED_COLUMNS = 40  # up to this many columns, each is labelled with its frame number
 
@@ -394,7 +399,7 @@ SCRIPT = """
 def render(c: Corpus) -> str:
     """The whole page as one string."""
     title = {"features": "AU features", "descriptions": "AU descriptions", "eval": "AU Agent evaluation"}[c.kind]
-    parts = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+    parts = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">', GENERATOR,
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{esc(title)}: {esc(c.source.name)}</title><style>{CSS}</style></head><body>",
              f'<h1>{esc(title)} · <code>{esc(c.source)}</code></h1>',
@@ -419,7 +424,9 @@ def render(c: Corpus) -> str:
 
 
 def build_report(opts: InspectOptions) -> Tuple[Path, Corpus]:
-    """Read the input, draw the page, write it atomically; return its path and what it shows."""
+    """Read the input, draw the page, write it atomically; return its path and what it shows. A file at the
+    output path that is not an earlier page is refused first."""
+    atomic.check_output_file(opts.out_path, "inspect", (GENERATOR.encode(), LEGACY_HEAD.encode()))
     corpus = load_corpus(opts)
     page = render(corpus)
     out = opts.out_path

@@ -38,7 +38,9 @@ from au_core.storage import output_errors
 from .caption import CaptionSettings, caption_mismatch, check_caption_budget, video_caption, with_tokenizer
 from .features import (FeatureSettings, FramePlan, assemble, describe_plan, meta_mismatches, precomputed_meta,
                        save_video_features)
+from .folder_lock import folder_lock
 from .provenance import plan_csv, stale_reason
+from .video_names import check_unique_videos
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -86,9 +88,11 @@ def corpus_names(opts: PrecomputeOptions) -> Tuple[List[str], List[str]]:
     src = Path(opts.openface_dir)
     if not src.is_dir():
         raise AUAgentError("OpenFace folder not found", src)
-    names = sorted(p.stem for p in src.glob("*.csv"))
-    if not names:
+    csvs = sorted(src.glob("*.csv"))
+    if not csvs:
         raise AUAgentError("no OpenFace *.csv files", src)
+    check_unique_videos(csvs)  # e.g. clip.csv and Clip.csv: one {name}.npy on case-insensitive file systems
+    names = [p.stem for p in csvs]
     return names, [n for n in names if in_shard(n, opts.shard)]
 
 
@@ -202,8 +206,14 @@ def _clear_failure(out: Path, name: str) -> None:
 
 def merge_failures(out: os.PathLike, names: Optional[set] = None) -> int:
     """Rewrite ``failures.jsonl`` from the per-video records of every shard (removed when there are none);
-    records of videos no longer among ``names`` (the corpus) are dropped."""
+    records of videos no longer among ``names`` (the corpus) are dropped. Under the folder's lock, as the
+    manifest: the last list written is complete."""
     out = Path(out)
+    with folder_lock(out):
+        return _merge_failures(out, names)
+
+
+def _merge_failures(out: Path, names: Optional[set]) -> int:
     records = []
     folder = out / FAILURE_DIR
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
@@ -320,15 +330,28 @@ class _EncodedTexts:
 
 def write_manifest(out: os.PathLike, known: Optional[Dict[str, Dict[str, Any]]] = None) -> int:
     """Rebuild ``manifest.jsonl`` from the complete videos in ``out`` (all shards' work included); ``known``
-    holds records this process has just read and checked (by name), which are not parsed again."""
+    holds records this process has just read and checked (by name), which are not parsed again.
+
+    Shards finish in any order, so the folder is listed again under its lock right before the write: the last
+    manifest written lists every video. (A listing taken before another shard's last video, renamed into
+    place after that shard's own manifest, would drop it.) Only the records new since the first pass are read
+    under the lock."""
     out = Path(out)
-    known = known or {}
+    known = dict(known or {})
+    _manifest_lines(out, known)
+    with folder_lock(out):
+        lines = _manifest_lines(out, known)
+        atomic.write_text(out / MANIFEST, "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+def _manifest_lines(out: Path, known: Dict[str, Dict[str, Any]]) -> List[str]:
     lines = []
     for meta_path in sorted(out.glob("*.json")):
         meta = known.get(meta_path.stem)
         if meta is None:
             try:
-                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+                meta = known[meta_path.stem] = json.loads(meta_path.read_text(encoding="utf-8"))
             except (OSError, ValueError):  # half-made or foreign: not a finished video
                 continue
         if not isinstance(meta, dict) or not all(k in meta for k in ("npy_sha256", "name", "shape", "mask")):
@@ -337,5 +360,4 @@ def write_manifest(out: os.PathLike, known: Optional[Dict[str, Dict[str, Any]]] 
                                  "agent": meta.get("agent"), "clip": meta.get("clip"),
                                  "settings": meta.get("settings"), "npy_sha256": meta["npy_sha256"]},
                                 ensure_ascii=False))
-    atomic.write_text(out / MANIFEST, "".join(line + "\n" for line in lines))
-    return len(lines)
+    return lines

@@ -212,7 +212,17 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has ended but not been waited for by its parent (Linux state Z): it writes nothing more,
+    and its locks are already released, so what it left is stale."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[:1] == [b"Z"]
+    except OSError:
+        return False
 
 
 def file_digest(path: PathLike, algorithm: str = "sha256") -> str:
@@ -293,6 +303,22 @@ def check_output_dir(out_dir: PathLike, command: str, legacy: Sequence[str] = ()
     out_dir = _resolve_out(out_dir)
     _check_ownership(out_dir, command, legacy)
     return out_dir
+
+
+def check_output_file(path: PathLike, command: str, marks: Sequence[bytes]) -> None:
+    """The folders' rule for a one-file output: refuse, before any work, to replace a non-empty file whose
+    first 4 KiB hold none of ``marks`` (the signs, in that file's format, that ``command`` wrote it)."""
+    path = Path(path)
+    if not path.is_file():
+        return  # missing, or a folder or device that the write reports or writes through
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return  # not readable: the write reports it
+    if head and not any(mark in head for mark in marks):
+        raise AUAgentError(f"exists and was not written by au-agent {command}; choose another --out, or move it "
+                           "away (nothing was changed)", path)
 
 
 def claim_output_dir(out_dir: PathLike, command: str, legacy: Sequence[str] = ()) -> Path:

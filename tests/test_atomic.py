@@ -101,6 +101,25 @@ def test_stale_temporary_files_of_dead_processes_are_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (live, foreign, user))
 
 
+def test_a_killed_process_not_yet_waited_for_is_dead(tmp_path):
+    """A SIGKILLed run whose parent has not reaped it yet (a zombie) has released its locks: a run that takes
+    over (a second patch-affectgpt waiting on the checkout) removes what it left."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(["sleep", "60"])
+    temp = tmp_path / f".x.py.{atomic._HOST}-{proc.pid}-abc.tmp"
+    temp.write_text("x")
+    assert atomic.remove_stale_temps(tmp_path) == 0  # running
+    proc.send_signal(signal.SIGKILL)
+    for _ in range(100):  # until the kernel has made it a zombie
+        if atomic.remove_stale_temps(tmp_path):
+            break
+        time.sleep(0.05)
+    assert not temp.exists() and proc.poll() == -signal.SIGKILL
+
+
 @pytest.mark.parametrize("out", [".", "file", "/dev/null"])
 def test_prepare_data_never_deletes_or_replaces_what_it_did_not_create(samples, tmp_path, monkeypatch, capsys, out):
     monkeypatch.chdir(tmp_path)

@@ -344,3 +344,25 @@ def test_bad_options(features, tmp_path, capsys):
     assert "--openface-dir" in one_error_line(capsys)
     assert au_agent_cli.main(["inspect", str(features), "--sort", "size"]) == 1
     assert "--sort" in one_error_line(capsys)
+
+
+def test_a_page_replaces_only_an_earlier_page(descriptions, tmp_path):
+    """``inspect run1.jsonl`` writes run1.html; a rerun replaces its own page (also one made before pages were
+    marked), never a file inspect did not write."""
+    from affectgpt_patch.inspect_page import GENERATOR
+
+    jsonl = Path(shutil.copy(descriptions, tmp_path / "run1.jsonl"))
+    page = tmp_path / "run1.html"
+    assert inspect(jsonl, "--videos", 1) == 0 and GENERATOR in page.read_text(encoding="utf-8")
+    page.write_text(page.read_text(encoding="utf-8").replace(GENERATOR, ""), encoding="utf-8")  # an older page
+    assert inspect(jsonl, "--videos", 2) == 0 and GENERATOR in page.read_text(encoding="utf-8")
+    page.write_text("<p>my notes</p>\n", encoding="utf-8")
+    assert inspect(jsonl) == 1 and page.read_text(encoding="utf-8") == "<p>my notes</p>\n"
+
+
+def test_help_states_the_default_page_name(capsys):
+    with pytest.raises(SystemExit):
+        au_agent_cli.main(["inspect", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "INPUT/report.html for a folder" in text and "run1.jsonl → run1.html" in text
+    assert InspectOptions(Path("run1.jsonl")).out_path == Path("run1.html")

@@ -237,7 +237,7 @@ def _digest_memo(config: AgentConfig) -> Any:
 
     try:
         return SQLiteCache(Path(config.cache_dir or default_cache_dir()) / DIGEST_MEMO)
-    except (OSError, sqlite3.Error):
+    except (OSError, sqlite3.Error, AUAgentError):
         return None  # the memo only saves time
 
 

@@ -8,7 +8,7 @@ One module per AffectGPT file decides its edits (:mod:`.config_py`, :mod:`.token
 :mod:`.affectgpt_model`, :mod:`.conversation`, :mod:`.inference_scripts`); :mod:`.configs` and :mod:`.templates`
 give the files it adds. Every new content is computed in memory before anything is written, so a checkout that
 does not match (the refusal names the file and what was expected) is left untouched, and
-:mod:`.transaction` makes the writes all-or-nothing.
+:mod:`.transaction` makes the writes all-or-nothing; :mod:`.lock` lets one run at a time work on a checkout.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from . import (affectgpt_model, base_dataset, builders, config_py, configs, conv
 from .configs import ConfigOptions
 from .detect import AU_FORK, NONVERBAL, Checkout, detect
 from .edit import APPLIED, PENDING, EditState, FilePatch, apply_edits, decode, edit_states
+from .lock import locked
 from .source import Mismatch, Source
 from .transaction import STATE_DIR, Manifest, commit, read_original, recover, revert, sha256
 
@@ -170,6 +171,7 @@ def _diff(checkout: Checkout, writes: List[Tuple[str, bytes, bool]]) -> str:
 # ---- the three commands
 
 
+@locked
 def apply_patch(path, options: Optional[ConfigOptions] = None, dry_run: bool = False) -> PatchReport:
     """Patch the checkout (idempotent); with ``dry_run`` only report and diff. An interrupted patch or revert
     is finished first."""
@@ -192,12 +194,14 @@ def apply_patch(path, options: Optional[ConfigOptions] = None, dry_run: bool = F
     return report
 
 
+@locked
 def check_patch(path) -> PatchReport:
     checkout, manifest = _open(path)
     report = PatchReport(checkout, states=_states(checkout), added=_added_states(checkout, manifest))
     return report
 
 
+@locked
 def revert_patch(path) -> List[str]:
     root = Path(path).absolute()
     restored = revert(root)

@@ -9,7 +9,9 @@ Every change of the checkout is journaled first: the new bytes go to ``pending/<
 ``originals/``), then ``journal.json`` names each file's bytes before and after; only then are files written.
 Whatever instant a process dies at, the next ``patch-affectgpt`` or ``--revert`` finds the journal and rolls
 the interrupted change forward (:func:`recover`) before doing its own work. An error inside a live process
-instead puts back every file it touched and drops the journal.
+instead puts back every file it touched, drops the journal and removes only the state it made itself (the
+whole state folder only when it created it). Runs hold the checkout's lock (:mod:`.lock`) around all of this,
+so no run finishes, or rolls back, a change that another live run is making.
 """
 from __future__ import annotations
 
@@ -106,9 +108,10 @@ def commit(root: Path, writes: List[Tuple[str, bytes, bool]], manifest: Manifest
     file of the checkout; the manifest after the files. On an error every touched file is restored.
     """
     state_dir = root / STATE_DIR
-    new_state_dir = not Manifest.path(root).is_file()
+    new_state_dir = not state_dir.exists()  # a rollback removes only what this run made
     targets: Dict[str, Dict[str, object]] = {}
     undo: List[Tuple[Path, Optional[bytes]]] = []  # checkout files written, with their bytes before
+    backups: List[Path] = []  # originals saved by this run
     try:
         for rel, data, created in writes:
             before = _read(root / rel)
@@ -118,7 +121,8 @@ def commit(root: Path, writes: List[Tuple[str, bytes, bool]], manifest: Manifest
                 if created:
                     manifest.files[rel] = {"created": True}
                 else:
-                    _write(original_path(root, rel), before)
+                    backups.append(original_path(root, rel))
+                    _write(backups[-1], before)
                     manifest.files[rel] = {"created": False, "original_sha256": sha256(before),
                                            "original_mode": _mode(root / rel)}
             manifest.files[rel]["patched_sha256"] = sha256(data)
@@ -139,6 +143,8 @@ def commit(root: Path, writes: List[Tuple[str, bytes, bool]], manifest: Manifest
             shutil.rmtree(state_dir, ignore_errors=True)
         else:
             _drop_journal(state_dir)
+            for backup in backups:
+                backup.unlink(missing_ok=True)
         raise
     return list(targets)
 

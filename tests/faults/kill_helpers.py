@@ -29,6 +29,12 @@ def cli(args: Sequence[object], **env: str) -> subprocess.CompletedProcess:
                           env=cli_env(**env), capture_output=True, text=True, timeout=300)
 
 
+def spawn(args: Sequence[object], **env: str) -> subprocess.Popen:
+    """``python -m au_agent_cli -q ARGS`` started in the background; its stderr is kept, as text."""
+    return subprocess.Popen([sys.executable, "-m", "au_agent_cli", "-q", *map(str, args)], cwd=REPO,
+                            env=cli_env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
 def fault_points(args: Sequence[object], log: Path, **env: str) -> List[str]:
     """The fault points an uninterrupted run passes, in order (``"write foo.npy"``, ``"rename foo.npy"``...)."""
     log.unlink(missing_ok=True)

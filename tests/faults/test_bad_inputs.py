@@ -613,6 +613,115 @@ def _without(args: List[str], option: str) -> List[str]:
     return args[:i] + args[i + 2:]
 
 
+# ------------------------------------------------------------------------------------------- the caches
+# A description or CLIP feature cache that another program, version or crash left is refused by name, before
+# anything is written to it or to --out (the caches live in --cache-dir here, so the snapshot covers them).
+
+_KV = "CREATE TABLE kv (ns TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (ns, key)) WITHOUT ROWID"
+
+
+def _sqlite(path: Path, script: str, rows: int = 0) -> None:
+    import sqlite3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path)
+    con.executescript(script)
+    if rows:
+        con.executemany("INSERT INTO kv VALUES (?, ?, ?)", [("ns", f"key {i}", bytes(200)) for i in range(rows)])
+    con.commit()
+    con.close()
+
+
+def _truncated(path: Path) -> None:
+    _sqlite(path, f"{_KV}; PRAGMA user_version = 1", rows=2000)
+    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+
+
+BAD_CACHES: Dict[str, Callable[[Path], None]] = {
+    "random bytes": lambda path: (path.parent.mkdir(parents=True), path.write_bytes(os.urandom(8192))),
+    "truncated": _truncated,
+    "a table of another version": lambda path: _sqlite(path, "CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB)"),
+    "schema version 2": lambda path: _sqlite(path, f"{_KV}; PRAGMA user_version = 2"),
+}
+
+
+def _bad_cache(make: Callable[[Path], None], file: str, args: Callable[[Env], List[str]]) -> Build:
+    def build(e: Env):
+        make(Path(e.p(f"cache/{file}")))
+        return [*args(e), "--cache-dir", e.p("cache")], e.p(f"cache/{file}")
+    return build
+
+
+def _pre_args(e: Env) -> List[str]:
+    _good_csv(e)
+    return ["--openface-dir", e.p("of"), "--out", e.p("feats"), "--clip-model", e.tiny_clip()]
+
+
+for _problem, _make in BAD_CACHES.items():
+    cases("describe", {f"description cache: {_problem}": _bad_cache(_make, "descriptions.sqlite",
+                                                                     lambda e: [_good_csv(e)])})
+    cases("precompute", {f"description cache: {_problem}": _bad_cache(_make, "descriptions.sqlite", _pre_args)})
+
+
+# ------------------------------------------------------------------------------------------- one name, one video
+# Two inputs with one video name would be written over each other or shown as one video: refused, naming both.
+
+def _two_named(*rels: str) -> Callable[[Env], str]:
+    """CSVs at ``rels``; the error names the first two as ``A and B``."""
+    def make(e: Env) -> str:
+        for rel in rels:
+            e.csv(rel)
+        return f"{e.p(rels[0])} and {e.p(rels[1])}"
+    return make
+
+
+def _features(*names: str) -> Callable[[Env], Tuple[List[str], str]]:
+    def build(e: Env):
+        for name in names:
+            e.write(f"feats/{name}.json", "{}")
+            e.write(f"feats/{name}.npy", b"")
+        return [e.p("feats")], f"{e.p(f'feats/{names[0]}.json')} and {e.p(f'feats/{names[1]}.json')}"
+    return build
+
+
+def _lines(*videos_frames: Tuple[str, int]) -> str:
+    return "".join(json.dumps({"video": v, "frame": f, "input": "AU12: 2.00", "description": "A smile."}) + "\n"
+                   for v, f in videos_frames)
+
+
+cases("describe", {
+    "one name in two folders": lambda e: ([e.p("a"), e.p("b")], _two_named("a/x.csv", "b/x.csv")(e)),
+    "one file given twice": lambda e: ([e.csv("a/x.csv"), e.p("a")], f"{e.p('a/x.csv')} and {e.p('a/x.csv')}"),
+    "names differing in case only": lambda e: ([e.p("a"), e.p("b")], _two_named("a/Clip.csv", "b/clip.csv")(e)),
+})
+cases("precompute", {
+    "names differing in case only": lambda e: (
+        ["--openface-dir", e.p("of"), "--out", e.p("feats"), "--clip-model", e.tiny_clip()],
+        _two_named("of/Clip.csv", "of/clip.csv")(e)),
+    "names differing in case only, --engine ray": lambda e: (
+        ["--openface-dir", e.p("of"), "--out", e.p("feats"), "--clip-model", e.tiny_clip(), "--engine", "ray"],
+        _two_named("of/Clip.csv", "of/clip.csv")(e)),
+})
+cases("inspect", {
+    "feature records differing in case only": _features("Clip", "clip"),
+    "descriptions: a video's lines come back": lambda e: (
+        [e.write("d.jsonl", _lines(("x", 1), ("x", 2), ("y", 1), ("x", 3)))], "line 4"),
+    "descriptions: a video's frames start over": lambda e: (
+        [e.write("d.jsonl", _lines(("x", 1), ("x", 2), ("x", 1), ("x", 2)))], "line 3"),
+})
+
+
+# ------------------------------------------------------------------------------------------- files it did not write
+# An output file is replaced only when the command wrote it (the folders' marker rule, for one file).
+
+cases("inspect", {
+    "default page would replace the user's run1.html": lambda e: (
+        [e.write("run1.jsonl", GOOD_LINE + "\n")], e.write("run1.html", "<p>my notes</p>\n")),
+    "--out names a file inspect did not write": lambda e: (
+        [e.write("d.jsonl", GOOD_LINE + "\n"), "--out", e.write("notes.html", "mine\n")], e.p("notes.html")),
+})
+
+
 # ------------------------------------------------------------------------------------------- the command itself
 
 cases("", {
@@ -748,4 +857,21 @@ def test_bad_precomputed_record_is_named(problem, tmp_path, record_property):
         with pytest.raises(AUAgentError) as e:
             read(tmp_path, "clip")
         assert str(e.value).startswith(f"{meta}: ") and "\n" not in str(e.value)
+    record_property("fault_case", "bad-input:clean-error")
+
+
+# ------------------------------------------------------------------------------------------- the CLIP feature cache
+# Opened after the description cache, which a run creates when it is missing: here only --out must stay unwritten.
+
+@pytest.mark.parametrize("problem", BAD_CACHES)
+def test_bad_clip_feature_cache_is_named(problem, tmp_path, capsys, request, record_property):
+    e = Env(tmp_path, request)
+    cache = tmp_path / "cache" / "clip_text_features.sqlite"
+    BAD_CACHES[problem](cache)
+    before = cache.read_bytes()
+    rc = au_agent_cli.main(["-q", "precompute", *_pre_args(e), "--cache-dir", str(cache.parent)])
+    out, err = capsys.readouterr()
+    assert rc == 1 and out == "", err
+    assert err.startswith(f"au-agent precompute: error: {cache}: ") and err.count("\n") == 1, err
+    assert "--no-cache" in err and cache.read_bytes() == before and not (tmp_path / "feats").exists()
     record_property("fault_case", "bad-input:clean-error")

@@ -1,13 +1,15 @@
 """SIGKILL ``patch-affectgpt`` and ``--revert`` at their write/rename points and at random instants: the next
-``patch-affectgpt`` gives the patched tree and ``--revert`` the original tree, byte for byte and mode for mode."""
+``patch-affectgpt`` gives the patched tree and ``--revert`` the original tree, byte for byte and mode for mode.
+Also with a second run at the same time, which finishes the killed one's work."""
 import random
 import shutil
+import signal
 
 import pytest
 
 import au_agent_cli
 from fixtures.affectgpt import make_checkout
-from kill_helpers import Timer, record_kills, fault_points, kill_after, kill_at, sample_points, short, tree
+from kill_helpers import Timer, fault_points, kill_after, kill_at, record_kills, sample_points, short, spawn, tree
 
 SEED = 11
 
@@ -70,3 +72,27 @@ def test_random_time_kills(refs, tmp_path, record_property):
         assert patch(root) == 0 and tree(root) == patched, i
         assert patch(root, "--revert") == 0 and tree(root) == original, i
     record_kills(record_property, 4)
+
+
+@pytest.mark.slow
+def test_one_of_two_runs_at_once_killed(refs, tmp_path, record_property):
+    """Two ``patch-affectgpt`` at once on one checkout, one of them killed at a sampled point: the other exits 0
+    and leaves the patched tree (it went first, or waited for the lock and finished the killed run's change);
+    the killed one, when it came second, found nothing to do and exited 0 before any point."""
+    original, patched = tree(refs["original"]), tree(refs["patched"])
+    points = fault_points(["patch-affectgpt", fresh(refs, tmp_path / "listing", "original")], tmp_path / "log")
+    chosen = sample_points(points, per_kind=0, seed=SEED, ends=False)
+    killed = 0
+    for n in chosen:
+        root = fresh(refs, tmp_path / f"k{n}", "original")
+        victim = spawn(["patch-affectgpt", root], AU_AGENT_FAULT_AT=str(n))
+        other = spawn(["patch-affectgpt", root])
+        other_err, victim_err = other.communicate(timeout=300)[1], victim.communicate(timeout=300)[1]
+        where = (n, points[n - 1])
+        assert other.returncode == 0, (where, other_err)
+        assert victim.returncode in (0, -signal.SIGKILL), (where, victim.returncode, victim_err)
+        assert tree(root) == patched, (where, short(tree(root)))
+        assert patch(root, "--revert") == 0 and tree(root) == original, where
+        killed += victim.returncode == -signal.SIGKILL
+    record_property("kill_points", f"patch-affectgpt beside another: {len(chosen)} of {len(points)}")
+    record_kills(record_property, killed)
