@@ -87,6 +87,11 @@ def _seconds(t: float) -> str:
     return f"{t:.1f}"
 
 
+def _span(ts: Sequence[float]) -> str:
+    lo, hi = _seconds(min(ts)), _seconds(max(ts))
+    return f"{lo} s" if lo == hi else f"{lo}–{hi} s"
+
+
 def _sentence(text: str) -> str:
     text = " ".join(text.split())
     return text if text.endswith((".", "!", "?")) else text + "."
@@ -96,32 +101,33 @@ def caption_segments(times: Sequence[Optional[float]], descriptions: Sequence[Op
     """The caption's descriptions in time order, one string each (``"0.5–1.5 s: …"``), before any budget.
 
     Masked slots (``None``) are skipped; runs of one description over consecutive slots become one range
-    (a repeated frame, as short clips have, merges too); every neutral slot joins one segment.
+    (a repeated frame, as short clips have, merges too); every neutral slot joins one segment, where its runs
+    are ranges too (``sampling: all`` has long neutral stretches).
     """
     if len(times) != len(descriptions):
         raise AUAgentError("a caption needs one time per description")
-    runs: List[Tuple[List[float], str]] = []  # (times, description)
-    neutral: Optional[List[float]] = None
+    segments: List[Tuple[str, List[float]]] = []  # (description, times), in time order
+    neutral: List[List[float]] = []  # the neutral runs, said once where the first neutral slot stands
+    previous: Optional[str] = None
     for t, d in zip(times, descriptions):
         if d is None or t is None or not d.strip():
             continue
         if d == contract.NEUTRAL_DESCRIPTION:
-            if neutral is None:
-                neutral = []
-                runs.append((neutral, d))
-            if t not in neutral:
-                neutral.append(t)
-        elif runs and runs[-1][1] == d and runs[-1][0] is not neutral:
-            runs[-1][0].append(t)
+            if not neutral:
+                segments.append((d, []))
+            if previous == d:
+                neutral[-1].append(t)
+            else:
+                neutral.append([t])
+        elif previous == d:
+            segments[-1][1].append(t)
         else:
-            runs.append(([t], d))
+            segments.append((d, [t]))
+        previous = d
     out = []
-    for ts, d in runs:
-        if ts is neutral:
-            when = ", ".join(f"{_seconds(t)} s" for t in ts)
-        else:
-            lo, hi = min(ts), max(ts)
-            when = f"{_seconds(lo)} s" if _seconds(lo) == _seconds(hi) else f"{_seconds(lo)}–{_seconds(hi)} s"
+    for d, ts in segments:
+        when = ", ".join(dict.fromkeys(_span(run) for run in neutral)) if d == contract.NEUTRAL_DESCRIPTION \
+            else _span(ts)
         out.append(f"{when}: {_sentence(d)}")
     return out
 

@@ -276,12 +276,16 @@ def write_plans(plans: List[FramePlan], descriptions: Mapping[str, str], encoder
     encoded = _EncodedTexts(encoder, sorted({descriptions[s] for p in plans for s in p.inputs if s is not None}),
                             opts.progress)
     failed = {} if failed is None else failed
-    captions = {p.name: video_caption(p.times, describe_plan(p, descriptions), opts.caption)
-                for p in plans} if opts.caption is not None else {}  # a budget error stops before any write
     for plan in plans:
+        try:
+            caption = None if opts.caption is None else video_caption(plan.times, describe_plan(plan, descriptions),
+                                                                        opts.caption)
+        except AUAgentError as e:  # this video's first description alone is over the budget: its failure
+            _fail(out, failed, plan.name, e.problem, bar)
+            continue
         vf = assemble(plan, describe_plan(plan, descriptions), encoded, agent_fingerprint, opts.settings)
-        if plan.name in captions:
-            vf.meta["caption"] = captions[plan.name].record()
+        if caption is not None:
+            vf.meta["caption"] = caption.record()
         try:
             save_video_features(out, vf)
         except StorageError:  # a full or read-only file system: every later video would fail the same way

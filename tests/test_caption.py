@@ -38,6 +38,13 @@ def test_neutral_frames_are_said_once_where_the_first_one_stands():
     assert segs[1:] == [f"1.0 s: {SMILE}", f"3.0 s: {FROWN}."]
 
 
+def test_neutral_stretches_are_ranges_so_every_frame_sampling_stays_short():
+    # sampling: all describes every frame; a neutral stretch is one range, not a time per frame
+    times = [i / 10 for i in range(10)]
+    texts = [NEUTRAL_DESCRIPTION] * 5 + [SMILE] * 2 + [NEUTRAL_DESCRIPTION] * 3
+    assert caption_segments(times, texts) == [f"0.0–0.4 s, 0.7–0.9 s: {NEUTRAL_DESCRIPTION}", f"0.5–0.6 s: {SMILE}"]
+
+
 def test_masked_slots_and_repeated_frames_of_short_clips():
     # a short clip repeats its last frame: one time, said once; masked slots (None) are left out
     assert caption_segments([0.0, 0.2, 0.2, None], [SMILE, FROWN, FROWN, None]) == \
