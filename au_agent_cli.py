@@ -98,7 +98,7 @@ def _prepare_data(p: argparse.ArgumentParser) -> Handler:
 
 
 def add_min_confidence_argument(p: argparse.ArgumentParser) -> None:
-    from au_core.openface import DEFAULT_MIN_CONFIDENCE
+    from au_core.contract import DEFAULT_MIN_CONFIDENCE
 
     p.add_argument("--min-confidence", type=argtypes.float_range(0.0, 1.0), default=DEFAULT_MIN_CONFIDENCE,
                    help="OpenFace confidence below which a frame is invalid (0 to 1; default %(default)s)")
@@ -199,7 +199,7 @@ def _describe(p: argparse.ArgumentParser) -> Handler:
 
 def add_feature_arguments(p: argparse.ArgumentParser) -> None:
     from affectgpt_patch.clip_encoder import DEFAULT_CLIP
-    from affectgpt_patch.features import FeatureSettings
+    from affectgpt_patch.feature_store import FeatureSettings
 
     g = p.add_argument_group("features")
     g.add_argument("--frames", type=argtypes.int_range(1), default=argtypes.default_of(FeatureSettings, "frames"),
@@ -240,7 +240,7 @@ def encoder_from_args(a: argparse.Namespace):
 
 
 def settings_from_args(a: argparse.Namespace):
-    from affectgpt_patch.features import FeatureSettings
+    from affectgpt_patch.feature_store import FeatureSettings
 
     return FeatureSettings(frames=a.frames, sampling=a.sampling, min_confidence=a.min_confidence)
 

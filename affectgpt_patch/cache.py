@@ -1,7 +1,8 @@
 """A small persistent key → value store on SQLite (WAL), shared by processes, threads and DataLoader workers.
 
-Two caches use it: descriptions (namespace = agent fingerprint, key = contract input string) and CLIP text
-features (namespace = CLIP weights fingerprint, key = description). Values are written once and never change
+Three caches use it: descriptions (namespace = agent fingerprint, key = contract input string), CLIP text
+features (namespace = CLIP weights fingerprint, key = description), and the sha256 of model files (key = real
+path, size and mtime: :func:`file_sha256`), so that a fingerprint does not re-read gigabytes in every process. Values are written once and never change
 for a key, so readers never see a stale value: a different agent or CLIP model is a different namespace.
 When two processes compute the same key, the first write wins and :meth:`SQLiteCache.put_many` hands both of
 them the stored value, so every shard writes the same features for one input.
@@ -23,8 +24,9 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Union
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
+from au_core import atomic
 from au_core.errors import AUAgentError
 
 DEFAULT_DIR_ENV = "AU_AGENT_CACHE_DIR"
@@ -34,6 +36,11 @@ _TABLE = ("CREATE TABLE IF NOT EXISTS kv (ns TEXT NOT NULL, key TEXT NOT NULL, v
 _COLUMNS = ["ns", "key", "value"]
 _ADVICE = "run with --no-cache, or move the file aside (a new cache is then built)"
 _CHUNK = 500  # keys per SELECT (SQLite's variable limit is 999 on old builds)
+DIGEST_MEMO = "file_digests.sqlite"
+_DIGEST_NS = "sha256"
+#: (real path, size, mtime_ns) → sha256 of a model file, so multi-GB weights are hashed once per process.
+_DIGESTS: Dict[Tuple[str, int, int], str] = {}
+_MEMOS: Dict[Path, Optional["SQLiteCache"]] = {}
 
 
 def default_cache_dir() -> Path:
@@ -172,3 +179,33 @@ class SQLiteCache:
 
     def stats(self) -> Dict[str, int]:
         return {"hits": self.hits, "misses": self.misses}
+
+
+# ------------------------------------------------------------------------------------------- file digests
+
+
+def digest_memo(cache_dir: Optional[os.PathLike] = None) -> Optional[SQLiteCache]:
+    """The memo of model-file digests in ``cache_dir`` (default: :func:`default_cache_dir`), opened once per
+    process (the agent and CLIP share it), or None when it cannot be opened: the memo only saves time."""
+    path = Path(cache_dir or default_cache_dir()) / DIGEST_MEMO
+    if path not in _MEMOS:
+        try:
+            _MEMOS[path] = SQLiteCache(path)
+        except (OSError, sqlite3.Error, AUAgentError):
+            _MEMOS[path] = None
+    return _MEMOS[path]
+
+
+def file_sha256(path: os.PathLike, memo: Optional[SQLiteCache] = None) -> str:
+    """The full sha256 (hex) of a file, remembered by (real path, size, mtime_ns) in this process and, with
+    ``memo`` (:func:`digest_memo`), across processes: a model file that changes gets a new key."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    if key in _DIGESTS:
+        return _DIGESTS[key]
+    memo_key = "\0".join(str(k) for k in key)
+    stored = memo.get_many(_DIGEST_NS, [memo_key]).get(memo_key) if memo is not None else None
+    _DIGESTS[key] = stored.decode("ascii") if stored is not None else atomic.file_digest(path)
+    if memo is not None and stored is None:
+        memo.put_many(_DIGEST_NS, {memo_key: _DIGESTS[key].encode("ascii")})
+    return _DIGESTS[key]

@@ -17,7 +17,8 @@ from typing import Any, Dict
 from au_core import atomic
 from au_core.errors import AUAgentError
 
-from .features import SourceSettings, precomputed_meta
+from .feature_store import precomputed_meta
+from .features import SourceSettings
 from .text_route import caption_of
 
 log = logging.getLogger(__name__)

@@ -20,14 +20,14 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
 
-import numpy as np
-
-from au_core import atomic
 from au_core.errors import AUAgentError
 
-from .cache import SQLiteCache, default_cache_dir
+from .cache import SQLiteCache, default_cache_dir, digest_memo, file_sha256
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +40,18 @@ RELEASED_WIDTHS = {"RN50": 1024, "RN101": 512, "RN50x4": 640, "RN50x16": 768, "R
                    "ViT-B/32": 512, "ViT-B/16": 512, "ViT-L/14": 768, "ViT-L/14@336px": 768}
 
 
-def clip_fingerprint(name_or_path: str) -> str:
-    """Released models are named by the sha256 in their download URL; local files by their content (without
-    importing torch: a finished rerun checks fingerprints and loads nothing)."""
+def clip_fingerprint(name_or_path: str, memo: Optional[SQLiteCache] = None) -> str:
+    """Released models are named by the sha256 in their download URL; local files by their content, hashed once
+    per file version with ``memo`` (:func:`~.cache.digest_memo`). No torch is imported: a finished rerun
+    checks fingerprints and loads nothing."""
     if name_or_path not in RELEASED_WIDTHS and Path(name_or_path).is_file():
-        return atomic.file_digest(name_or_path)[:24]
+        return file_sha256(name_or_path, memo)[:24]
     import clip
 
     if name_or_path in clip.available_models():
         match = re.search(r"/([0-9a-f]{64})/", clip.clip._MODELS[name_or_path])
         return match.group(1)[:24] if match else name_or_path
-    return atomic.file_digest(name_or_path)[:24]
+    return file_sha256(name_or_path, memo)[:24]
 
 
 def clip_text_width(name_or_path: str) -> int:
@@ -83,7 +84,7 @@ class ClipTextEncoder:
             raise AUAgentError(f"cannot load CLIP ({str(e).splitlines()[0][:200]}); put the weights in "
                                f"~/.cache/clip or pass a local file", self.name) from None
         self.model.eval()
-        self.fingerprint = clip_fingerprint(self.name)
+        self.fingerprint = clip_fingerprint(self.name, digest_memo(cache_dir) if use_cache else None)
         self.dim = int(self.model.text_projection.shape[1])
         self.cache = SQLiteCache(Path(cache_dir or default_cache_dir()) / FEATURE_CACHE) if use_cache else None
         self.encoded = 0  # texts encoded by the model in this process
@@ -91,6 +92,8 @@ class ClipTextEncoder:
 
     def _encode_batch(self, texts: Sequence[str]) -> np.ndarray:
         """Features of ``texts``, computed in passes of exactly ``MICRO_BATCH`` rows."""
+        import numpy as np  # not at import time: a finished rerun never encodes
+
         torch = self._torch
         out = []
         for start in range(0, len(texts), MICRO_BATCH):
@@ -105,6 +108,7 @@ class ClipTextEncoder:
 
     def encode(self, texts: Sequence[str], batch_size: int = 256, progress: bool = False) -> np.ndarray:
         """``[len(texts), dim]`` float32 L2-normalised features, in order."""
+        import numpy as np  # not at import time: a finished rerun never encodes
         from tqdm import tqdm
 
         unique = list(dict.fromkeys(texts))
@@ -158,7 +162,7 @@ class DeferredClipEncoder:
         self.name, self._args = str(name_or_path), (device, cache_dir, use_cache)
         if self.name not in RELEASED_WIDTHS and not Path(self.name).is_file():
             check_clip_name(self.name)  # one line naming what is neither
-        self.fingerprint = clip_fingerprint(self.name)
+        self.fingerprint = clip_fingerprint(self.name, digest_memo(cache_dir) if use_cache else None)
         self.cache = SQLiteCache(Path(cache_dir or default_cache_dir()) / FEATURE_CACHE) if use_cache else None
         self._encoder: Optional[ClipTextEncoder] = None
         self._dim: Optional[int] = RELEASED_WIDTHS.get(self.name)
@@ -179,6 +183,8 @@ class DeferredClipEncoder:
         return self._encoder.encoded if self._encoder is not None else 0
 
     def encode(self, texts: Sequence[str], batch_size: int = 256, progress: bool = False) -> np.ndarray:
+        import numpy as np  # not at import time: a finished rerun never encodes
+
         if self._encoder is None and self.cache is not None and texts:
             found = self.cache.get_many(self.fingerprint, texts)
             if len(found) == len(set(texts)):

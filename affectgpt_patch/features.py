@@ -10,13 +10,11 @@ read from a precomputed file and one computed on the fly are bit-identical. D is
 
 :class:`FeatureSource` is the one place that decides where a training sample's feature comes from (a
 precomputed file, OpenFace → agent → CLIP, or MER-Factory's descriptions → CLIP), what shape it has, and which
-configurations are refused before training starts (:func:`meta_mismatches` is the one check of a record).
+configurations are refused before training starts. The file format and the one check of a record
+(:func:`~.feature_store.meta_mismatches`) are in :mod:`.feature_store`.
 """
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import logging
 import os
 import threading
@@ -26,25 +24,18 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from au_core import atomic, contract, mer_factory
+from au_core import contract, mer_factory
 from au_core.errors import AUAgentError
-from au_core.openface import DEFAULT_MIN_CONFIDENCE, OpenFaceTrack, read_openface_csv
+from au_core.openface import OpenFaceTrack, read_openface_csv
 
 from .caption import DEFAULT_MAX_TOKENS, frame_seconds
 from .clip_encoder import DEFAULT_CLIP
+from .feature_store import (FORMAT_VERSION, FeatureSettings, VideoFeatures, load_precomputed, meta_mismatches,
+                            precomputed_meta)
 from .frames import select_frames
+from .provenance import input_fingerprint
 
 log = logging.getLogger(__name__)
-
-FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class FeatureSettings:
-    frames: int = 8  # T; AffectGPT's n_frms
-    sampling: str = "uniform"  # uniform | peaks | all (see frames.py)
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE
-
 
 @dataclass
 class FramePlan:
@@ -59,17 +50,6 @@ class FramePlan:
     source: Optional[Dict[str, Any]] = None  # the input file's fingerprint (provenance.input_fingerprint)
 
 
-@dataclass
-class VideoFeatures:
-    name: str
-    features: np.ndarray  # float32 [T, D], float16-exact values, zero rows where masked
-    mask: np.ndarray  # bool [T]
-    frames: List[Optional[int]]
-    inputs: List[Optional[str]]
-    descriptions: List[Optional[str]]
-    meta: Dict[str, Any] = field(default_factory=dict)
-
-
 def plan_video(track: OpenFaceTrack, settings: FeatureSettings) -> FramePlan:
     intensity = np.nan_to_num(track.intensities).sum(axis=1) if settings.sampling == "peaks" else None
     total = track.video_frames  # the video's timeline (every face's rows), not the chosen face's last frame
@@ -81,6 +61,17 @@ def plan_video(track: OpenFaceTrack, settings: FeatureSettings) -> FramePlan:
         int(f): float(t) for f, t in zip(track.frames.tolist(), track.timestamps.tolist()) if t == t}
     times = frame_seconds(selection.frames, stamps)
     return FramePlan(track.video, selection.frames, selection.mask, inputs, total, times)
+
+
+def plan_csv(csv: os.PathLike, settings: FeatureSettings) -> FramePlan:
+    """Fingerprint, read and plan one OpenFace CSV: the plan carries the fingerprint into the record."""
+    try:
+        fingerprint: Optional[Dict[str, Any]] = input_fingerprint(csv)
+    except OSError:
+        fingerprint = None  # the reader names the problem; a record without a fingerprint is redone on resume
+    plan = plan_video(read_openface_csv(csv, settings.min_confidence), settings)
+    plan.source = fingerprint
+    return plan
 
 
 def assemble(plan: FramePlan, texts: Sequence[Optional[str]], encoder: Any, agent_fingerprint: Optional[str],
@@ -132,116 +123,6 @@ def features_from_descriptions(frame_numbers: Sequence[int], descriptions: Seque
     vf = assemble(plan, [text_of[f] if f is not None else None for f in selection.frames], encoder, None, settings)
     vf.meta["source"] = "descriptions"
     return vf
-
-
-# ------------------------------------------------------------------------------------------------- files
-
-
-def npy_bytes(features: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, features.astype(np.float16), allow_pickle=False)
-    return buf.getvalue()
-
-
-def save_video_features(out_dir: os.PathLike, vf: VideoFeatures) -> None:
-    """Write ``{name}.npy`` (float16 [T, D]) then ``{name}.json``; the JSON, written last and holding the
-    npy's sha256, marks the pair complete."""
-    out_dir = Path(out_dir)
-    data = npy_bytes(vf.features)
-    atomic.write_bytes(out_dir / f"{vf.name}.npy", data)
-    record = {
-        "name": vf.name,
-        "shape": list(vf.features.shape),
-        "mask": [bool(m) for m in vf.mask],
-        "frames": vf.frames,
-        "inputs": vf.inputs,
-        "descriptions": vf.descriptions,
-        **vf.meta,
-        "npy_sha256": hashlib.sha256(data).hexdigest(),
-    }
-    atomic.write_json(out_dir / f"{vf.name}.json", record)
-
-
-def _complete_pair(out_dir: Path, name: str) -> Optional[Tuple[Dict[str, Any], bytes]]:
-    """The JSON record and npy bytes of a complete, consistent pair; None when missing or incomplete."""
-    npy, meta_path = out_dir / f"{name}.npy", out_dir / f"{name}.json"
-    if meta_path.is_dir():
-        raise AUAgentError("a folder where a precomputed record (JSON file) is expected", meta_path)
-    if not (npy.is_file() and meta_path.is_file()):
-        return None
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return None
-    except UnicodeDecodeError:
-        raise AUAgentError("not UTF-8 text: not a record written by au-agent precompute", meta_path) from None
-    problem = _record_problem(meta)
-    if problem:
-        raise AUAgentError(f"{problem}: not a record written by au-agent precompute", meta_path)
-    data = npy.read_bytes()
-    if hashlib.sha256(data).hexdigest() != meta.get("npy_sha256"):
-        return None
-    return meta, data
-
-
-def _record_problem(meta: Any) -> Optional[str]:
-    """What makes a parsed ``{name}.json`` unusable (wrong JSON types), or None."""
-    if not isinstance(meta, dict):
-        return f"a JSON {type(meta).__name__}, not an object"
-    lists = {"shape": int, "mask": bool, "frames": (int, type(None)), "inputs": (str, type(None)),
-             "descriptions": (str, type(None))}
-    for key, kind in lists.items():
-        value = meta.get(key)
-        if not isinstance(value, list) or not all(isinstance(v, kind) for v in value):
-            return f"{key!r} is not a list of the expected values"
-    if not isinstance(meta.get("npy_sha256"), str):
-        return "'npy_sha256' is not a string"
-    return None
-
-
-def precomputed_meta(out_dir: os.PathLike, name: str) -> Optional[Dict[str, Any]]:
-    """The JSON record of a complete pair, checked like :func:`load_precomputed` but without decoding the
-    features: all precompute needs to decide that a video is done."""
-    found = _complete_pair(Path(out_dir), name)
-    return found[0] if found is not None else None
-
-
-def load_precomputed(out_dir: os.PathLike, name: str) -> Optional[VideoFeatures]:
-    """The precomputed features of ``name``, or None when the pair is missing or incomplete."""
-    found = _complete_pair(Path(out_dir), name)
-    if found is None:
-        return None
-    meta, data = found
-    feats = np.load(io.BytesIO(data), allow_pickle=False).astype(np.float32)
-    keys = ("name", "shape", "mask", "frames", "inputs", "descriptions", "npy_sha256")
-    return VideoFeatures(str(meta.get("name", name)), feats, np.asarray(meta["mask"], dtype=bool), meta["frames"],
-                         meta["inputs"], meta["descriptions"], {k: v for k, v in meta.items() if k not in keys})
-
-
-SETTING_LABELS = {"frames": "T", "sampling": "sampling", "min_confidence": "min_confidence"}
-
-
-def meta_mismatches(meta: Mapping[str, Any], settings: FeatureSettings, agent_fingerprint: Optional[str] = None,
-                    clip_fingerprint: Optional[str] = None, dim: Optional[int] = None) -> List[str]:
-    """How a precomputed record (its JSON, or a VideoFeatures' meta) differs from the way the caller would make
-    it now: one short phrase per difference, none when it matches. A ``None`` expectation is not checked."""
-    problems = []
-    if meta.get("format") != FORMAT_VERSION:
-        problems.append(f"file format {meta.get('format')!r} (this version reads {FORMAT_VERSION})")
-    if meta.get("contract_version") != contract.CONTRACT_VERSION:
-        problems.append(f"contract version {meta.get('contract_version')!r} (now {contract.CONTRACT_VERSION})")
-    stored = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}
-    for key, value in asdict(settings).items():
-        if stored.get(key) != value:
-            problems.append(f"{SETTING_LABELS.get(key, key)} {stored.get(key)!r} (config: {value!r})")
-    if agent_fingerprint is not None and meta.get("agent") != agent_fingerprint:
-        problems.append(f"agent fingerprint {meta.get('agent')!r} (config's agent: {agent_fingerprint!r})")
-    if clip_fingerprint is not None and meta.get("clip") != clip_fingerprint:
-        problems.append(f"CLIP fingerprint {meta.get('clip')!r} (config's au_clip_model: {clip_fingerprint!r})")
-    shape = meta.get("shape")
-    if dim is not None and isinstance(shape, list) and len(shape) == 2 and shape[1] != dim:
-        problems.append(f"feature width {shape[1]} (config: {dim})")
-    return problems
 
 
 def checked_precomputed(folder: os.PathLike, name: str, settings: FeatureSettings,

@@ -23,7 +23,7 @@ from au_core import contract, fidelity
 from au_core.errors import AUAgentError
 from au_core.facs import INTENSITY_AUS
 
-from .features import FeatureSettings
+from .feature_store import FeatureSettings
 from .frames import select_frames
 from .inspect_options import InspectOptions
 from .video_names import check_unique_videos, check_video_lines

@@ -61,7 +61,8 @@ from au_core.errors import AUAgentError
 from .agent.config import CONFIG_KEYS, AgentConfig
 from .branch_template import branch_constants
 from .config_access import config_get
-from .features import FeatureSettings, FeatureSource, SourceSettings
+from .feature_store import FeatureSettings
+from .features import FeatureSource, SourceSettings
 from .text_route import CaptionSource, caption_sentence, check_route, uses_features, uses_text
 
 log = logging.getLogger(__name__)

@@ -29,21 +29,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
-import numpy as np
-
 from au_core import atomic
 from au_core.errors import AUAgentError, StorageError
 from au_core.storage import output_errors
 
 from .caption import CaptionSettings, caption_mismatch, check_caption_budget, video_caption, with_tokenizer
-from .features import (FeatureSettings, FramePlan, assemble, describe_plan, meta_mismatches, precomputed_meta,
-                       save_video_features)
+from .feature_store import FeatureSettings, meta_mismatches, precomputed_meta, save_video_features
 from .folder_lock import folder_lock
-from .provenance import plan_csv, stale_reason
+from .provenance import stale_reason
 from .video_names import check_unique_videos
 
 if TYPE_CHECKING:
+    import numpy as np
     from tqdm import tqdm
+
+    from .features import FramePlan
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,8 @@ def _fail(out: Path, failed: Dict[str, str], name: str, reason: str, bar: Option
 
 def _run_chunk(chunk: List[str], opts: PrecomputeOptions, out: Path, agent: Any, encoder: Any,
                failed: Dict[str, str], bar: tqdm) -> int:
+    from .features import plan_csv  # numpy and the CSV reader: only when a video is to be done
+
     plans = []
     for name in chunk:
         try:
@@ -228,7 +230,7 @@ def _merge_failures(out: Path, names: Optional[set]) -> int:
             continue
         records.append((name, reason))
     if records:
-        atomic.write_text(out / FAILURES, "".join(json.dumps({"name": n, "reason": r}, ensure_ascii=False) + "\n"
+        atomic.write_text_if_changed(out / FAILURES, "".join(json.dumps({"name": n, "reason": r}, ensure_ascii=False) + "\n"
                                                   for n, r in sorted(records)))
     elif (out / FAILURES).exists():
         (out / FAILURES).unlink()
@@ -272,6 +274,8 @@ def write_plans(plans: List[FramePlan], descriptions: Mapping[str, str], encoder
     """Encode the plans' distinct descriptions in one pass, then assemble and write each video; yields the
     names written. A video that cannot be written, or has no valid frame (written all masked, as computed on
     the fly), is recorded as a failure (in ``.failures/``, and in ``failed`` when given)."""
+    from .features import assemble, describe_plan
+
     out = Path(opts.out)
     encoded = _EncodedTexts(encoder, sorted({descriptions[s] for p in plans for s in p.inputs if s is not None}),
                             opts.progress)
@@ -329,6 +333,8 @@ class _EncodedTexts:
         self.dim, self.fingerprint = encoder.dim, encoder.fingerprint  # after encoding: a cached vector tells it
 
     def encode(self, texts: List[str]) -> np.ndarray:
+        import numpy as np
+
         return np.stack([self._vectors[t] for t in texts])
 
 
@@ -345,7 +351,7 @@ def write_manifest(out: os.PathLike, known: Optional[Dict[str, Dict[str, Any]]] 
     _manifest_lines(out, known)
     with folder_lock(out):
         lines = _manifest_lines(out, known)
-        atomic.write_text(out / MANIFEST, "".join(line + "\n" for line in lines))
+        atomic.write_text_if_changed(out / MANIFEST, "".join(line + "\n" for line in lines))
     return len(lines)
 
 

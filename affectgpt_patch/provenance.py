@@ -19,9 +19,6 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from au_core import atomic
 from au_core.errors import AUAgentError
-from au_core.openface import read_openface_csv
-
-from .features import FeatureSettings, FramePlan, plan_video
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +72,6 @@ def check_record(meta: Mapping[str, Any], name: str, input_path: Optional[os.Pat
     if reason in (FOREIGN, CHANGED):
         raise AUAgentError(f"stale precomputed AU features: {describe_stale(reason, meta, input_path)}; rerun "
                            f"`au-agent precompute` on this folder (it redoes such videos)", record_path)
-
-
-def plan_csv(csv: os.PathLike, settings: FeatureSettings) -> FramePlan:
-    """Fingerprint, read and plan one OpenFace CSV: the plan carries the fingerprint into the record."""
-    try:
-        fingerprint: Optional[Dict[str, Any]] = input_fingerprint(csv)
-    except OSError:
-        fingerprint = None  # the reader names the problem; a record without a fingerprint is redone on resume
-    plan = plan_video(read_openface_csv(csv, settings.min_confidence), settings)
-    plan.source = fingerprint
-    return plan
 
 
 def stale_problems(records: Mapping[str, Mapping[str, Any]], input_of: Callable[[str], Optional[str]],

@@ -4,7 +4,7 @@ One Ray Data job, built from the functions the local engine runs (nothing here s
 or assembles a feature):
 
     list the CSVs, skip finished videos            (precompute.split_done, on the driver)
-      → plan each video                            Ray tasks: provenance.plan_csv (fingerprint, read, plan)
+      → plan each video                            Ray tasks: features.plan_csv (fingerprint, read, plan)
       → describe the corpus' distinct AU inputs    actor pool, each actor loads the agent once (1 GPU per
                                                    actor where the cluster has GPUs); or ray.data.llm's vLLM
                                                    engine for ``--backend vllm``
@@ -35,7 +35,8 @@ from au_core.errors import AUAgentError
 
 from .agent.config import AgentConfig, fingerprint
 from .caption import check_caption_budget, with_tokenizer
-from .features import FeatureSettings, FramePlan
+from .feature_store import FeatureSettings
+from .features import FramePlan
 from .precompute import (PrecomputeOptions, corpus_names, log_redone, prepare_out, split_done, write_failures,
                          write_manifest, write_plans)
 
@@ -328,7 +329,7 @@ def _plan_from_json(text: str) -> FramePlan:
 
 def _plan_batch(batch: Dict[str, np.ndarray], openface_dir: str, settings: Dict[str, Any]) -> Dict[str, np.ndarray]:
     """Read and plan each video of the batch, exactly as the local engine does; a bad CSV becomes its reason."""
-    from .provenance import plan_csv
+    from .features import plan_csv
 
     fs = FeatureSettings(**settings)
     plans, errors = [], []

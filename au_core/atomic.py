@@ -16,7 +16,6 @@ output the user chose, never a temporary name: every later write would fail the 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import hashlib
 import json
@@ -24,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import stat
 import sys
 import tempfile
@@ -67,7 +65,7 @@ def fault_point(what: str) -> None:
 # ------------------------------------------------------------------------------------------------ files
 
 #: Temporary names carry a host tag and the pid, so a run can tell a dead run's leftovers from a live one's.
-_HOST = hashlib.sha1(socket.gethostname().encode("utf-8")).hexdigest()[:8]
+_HOST = hashlib.sha1(os.uname().nodename.encode("utf-8")).hexdigest()[:8]  # the host name (POSIX)
 _TEMP_RE = re.compile(r"^\..*\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[^.]*\.(tmp|partial)$")
 _STALE_OTHER_HOST_S = 24 * 3600  # another host's temporary file is only removed when this old
 _NAME_KEEP = 60  # characters of the target name kept in a temporary name (a long name must still fit)
@@ -238,6 +236,17 @@ def write_text(path: PathLike, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def write_text_if_changed(path: PathLike, text: str) -> bool:
+    """:func:`write_text` unless ``path`` already holds exactly ``text``: a rerun with nothing new replaces and
+    syncs nothing (an fsync can cost more than the whole rerun). True when it wrote."""
+    data = text.encode("utf-8")
+    with contextlib.suppress(OSError):
+        if Path(path).read_bytes() == data:
+            return False
+    write_bytes(path, data)
+    return True
+
+
 def dumps_json(obj: Any, indent: Union[int, None] = 2) -> str:
     """The project's canonical JSON text: stable key order as given, UTF-8, trailing newline."""
     return json.dumps(obj, ensure_ascii=False, indent=indent) + "\n"
@@ -348,6 +357,8 @@ def _exchange(a: Path, b: Path) -> bool:
     global _exchange_supported
     if not _exchange_supported:
         return False
+    import ctypes  # only where a folder is swapped: not for every command that starts
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         renameat2 = libc.renameat2

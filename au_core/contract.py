@@ -28,6 +28,8 @@ SYSTEM_PROMPT = (
 )
 INSTRUCTION = "Based on the following Action Unit detections, describe the facial expression:"
 
+#: OpenFace's face-detection confidence below which a frame is not described (masked).
+DEFAULT_MIN_CONFIDENCE = 0.8
 #: MER-Factory's definition of an active AU: intensity strictly above this value.
 ACTIVE_THRESHOLD = 0.8
 #: The input string of a frame with no active AU, and the description it always gets.

@@ -26,7 +26,7 @@ from .facs import AU_NAMES, MAX_INTENSITY, intensity_value, normalize_code, sort
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MIN_CONFIDENCE = 0.8
+DEFAULT_MIN_CONFIDENCE = contract.DEFAULT_MIN_CONFIDENCE
 #: Largest frame number accepted (a year of video at 30 fps); larger numbers are corrupt and would overflow.
 MAX_FRAME = 10**9
 _INTENSITY_COL = re.compile(r"^AU\d+_r$", re.IGNORECASE)

@@ -213,6 +213,7 @@ class PrecomputeRun:
                "--frames", str(self.settings.frames), "--sampling", self.settings.sampling,
                "--clip-model", str(self.models.clip), "--clip-device", "cpu", "--cache-dir", str(self.cache_dir)]
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # as an installed package runs: from bytecode after the first run
         if opts.threads:
             env["OMP_NUM_THREADS"] = str(opts.threads)
         with Stopwatch() as sw:
@@ -236,7 +237,7 @@ def agent_options(models: TinyModels, opts: FeaturesBenchOptions) -> Dict[str, A
 
 def compare(loop: LoopOutput, features_dir: Path) -> Dict[str, Any]:
     """The loop's vectors and texts on every frame precompute made a feature for, against precompute's."""
-    from affectgpt_patch.features import load_precomputed
+    from affectgpt_patch.feature_store import load_precomputed
 
     pairs_a, pairs_b, mismatched, compared = [], [], [], 0
     for name, loop_frames in loop.frames.items():
@@ -283,7 +284,7 @@ def _run_features(opts: FeaturesBenchOptions) -> BenchResult:
     import torch
 
     from affectgpt_patch.agent import create_au_agent
-    from affectgpt_patch.features import FeatureSettings
+    from affectgpt_patch.feature_store import FeatureSettings
 
     models = build_models(opts)
     openface_dir = build_corpus(opts.out, opts.videos, opts.frames, opts.seed, opts.regenerate)
@@ -360,7 +361,7 @@ def _run_features(opts: FeaturesBenchOptions) -> BenchResult:
 def _profile(csvs: List[Path], loop_agent: Any, clip_model: Any, models: TinyModels,
              opts: FeaturesBenchOptions) -> Dict[str, Any]:
     """cProfile the loop and a cold precompute on the first few videos (separately from the timed runs)."""
-    from affectgpt_patch.features import FeatureSettings
+    from affectgpt_patch.feature_store import FeatureSettings
 
     root = opts.out / "profiles"
     subset = fresh_dir(opts.out / "features" / "profile_subset")

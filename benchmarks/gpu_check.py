@@ -340,7 +340,7 @@ def run_precompute(openface_dir: Path, root: Path, tiny_qwen2: Path, clip_path: 
 def precompute_row(reference: Path, other: Path, label: str) -> Row:
     """Features of two precompute outputs (``reference`` from the CPU in fp32, ``other`` as ``label`` says),
     frame by frame where both made the same description."""
-    from affectgpt_patch.features import load_precomputed
+    from affectgpt_patch.feature_store import load_precomputed
 
     name = f"precompute {label} = CPU fp32"
     names = sorted(p.stem for p in Path(reference).glob("*.npy"))

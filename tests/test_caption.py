@@ -6,7 +6,8 @@ import pytest
 
 from affectgpt_patch.caption import (Caption, CaptionSettings, build_caption, caption_mismatch, caption_segments,
                                      frame_seconds, token_counter)
-from affectgpt_patch.features import FeatureSettings, plan_video
+from affectgpt_patch.feature_store import FeatureSettings
+from affectgpt_patch.features import plan_video
 from au_core.contract import NEUTRAL_DESCRIPTION
 from au_core.errors import AUAgentError
 from au_core.openface import read_openface_csv

@@ -15,7 +15,8 @@ from affectgpt_patch.agent.config import CONFIG_KEYS, AgentConfig
 from affectgpt_patch.branch_template import branch_constants
 from affectgpt_patch.caption import CaptionSettings
 from affectgpt_patch.clip_encoder import DEFAULT_CLIP
-from affectgpt_patch.features import FeatureSettings, SourceSettings
+from affectgpt_patch.feature_store import FeatureSettings
+from affectgpt_patch.features import SourceSettings
 from affectgpt_patch.inspect_options import InspectOptions
 from affectgpt_patch.patcher import ConfigOptions, apply_patch
 from affectgpt_patch.patcher.configs import INFERENCE_CONFIG, TRAIN_CONFIG

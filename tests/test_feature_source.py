@@ -10,8 +10,8 @@ import pytest
 from affectgpt_patch import features
 from affectgpt_patch.agent import create_au_agent
 from affectgpt_patch.clip_encoder import ClipTextEncoder
-from affectgpt_patch.features import (FeatureSettings, FeatureSource, SourceSettings, compute_video_features,
-                                      save_video_features)
+from affectgpt_patch.feature_store import FeatureSettings, save_video_features
+from affectgpt_patch.features import FeatureSource, SourceSettings, compute_video_features
 from au_core.errors import AUAgentError
 from au_core.openface import read_openface_csv
 

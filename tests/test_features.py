@@ -4,8 +4,8 @@ import pytest
 
 from affectgpt_patch.agent import create_au_agent
 from affectgpt_patch.clip_encoder import ClipTextEncoder
-from affectgpt_patch.features import (FeatureSettings, compute_video_features, features_from_descriptions,
-                                      load_precomputed, save_video_features, video_features)
+from affectgpt_patch.feature_store import FeatureSettings, load_precomputed, save_video_features
+from affectgpt_patch.features import compute_video_features, features_from_descriptions, video_features
 from au_core import contract
 from au_core.errors import AUAgentError
 from au_core.openface import read_openface_csv

@@ -2,8 +2,9 @@
 import dataclasses
 import os
 
-from affectgpt_patch.agent import config as agent_config
+from affectgpt_patch import cache
 from affectgpt_patch.agent.config import AgentConfig, fingerprint
+from affectgpt_patch.clip_encoder import DeferredClipEncoder
 
 
 def _model(folder, weights: bytes):
@@ -38,10 +39,28 @@ def test_weight_digests_are_remembered_by_path_size_and_mtime(tmp_path, monkeypa
     folder = _model(tmp_path / "m", b"x" * 4096)
     cfg = AgentConfig(backend="hf", base_model=str(folder), cache_dir=str(tmp_path / "cache"))
     first = fingerprint(cfg)
-    monkeypatch.setattr(agent_config, "_DIGESTS", {})  # a new process: the digest comes from the memo file
+    monkeypatch.setattr(cache, "_DIGESTS", {})  # a new process: the digest comes from the memo file
     weights = folder / "model-00001-of-00001.safetensors"
     opened = []
     real_open = open
     monkeypatch.setattr("builtins.open", lambda p, *a, **k: opened.append(os.fspath(p)) or real_open(p, *a, **k))
     assert fingerprint(cfg) == first
     assert str(weights) not in opened
+
+
+def test_a_local_clip_file_is_hashed_once_per_version(tmp_path, monkeypatch):
+    weights = tmp_path / "clip.pt"  # a local CLIP file is named by its content: read once, then remembered
+    weights.write_bytes(b"c" * 4096)
+    first = DeferredClipEncoder(str(weights), cache_dir=tmp_path / "cache").fingerprint
+    monkeypatch.setattr(cache, "_DIGESTS", {})  # a new process
+    opened = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda p, *a, **k: opened.append(os.fspath(p)) or real_open(p, *a, **k))
+    assert DeferredClipEncoder(str(weights), cache_dir=tmp_path / "cache").fingerprint == first
+    assert str(weights) not in opened
+    weights.write_bytes(b"d" * 4096)  # new bytes of the same size: a new mtime, so hashed again
+    st = weights.stat()
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert DeferredClipEncoder(str(weights), cache_dir=tmp_path / "cache").fingerprint != first
+    assert str(weights) in opened
+

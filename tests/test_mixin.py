@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 from affectgpt_patch import features, mixin
 from affectgpt_patch.agent import create_au_agent
 from affectgpt_patch.clip_encoder import RELEASED_WIDTHS, load_clip_text_encoder
-from affectgpt_patch.features import (FeatureSettings, compute_video_features, features_from_descriptions,
-                                      save_video_features, video_features)
+from affectgpt_patch.feature_store import FeatureSettings, save_video_features
+from affectgpt_patch.features import compute_video_features, features_from_descriptions, video_features
 from affectgpt_patch.patcher import ConfigOptions, apply_patch
 from affectgpt_patch.patcher.configs import TRAIN_CONFIG
 from affectgpt_patch.branch_template import TEMPLATE_DIR, branch_constants

@@ -192,7 +192,7 @@ def test_refuses_a_folder_it_did_not_write(corpus, tmp_path, tiny_clip, capsys):
 
 
 PROBE = ("import sys, au_agent_cli; rc = au_agent_cli.main(); "
-         "print('loaded:', sorted(m for m in ('torch', 'transformers', 'clip') if m in sys.modules), file=sys.stderr); "
+         "print('loaded:', sorted(m for m in ('torch', 'transformers', 'clip', 'numpy') if m in sys.modules), file=sys.stderr); "
          "sys.exit(rc)")
 
 
@@ -210,15 +210,18 @@ def test_a_rerun_with_nothing_to_do_loads_no_model(tmp_path, tiny_qwen2, tiny_cl
         write_video(corpus, f"v{i}", 20 + 5 * i, seed=70 + i)
     agent = ("--backend", "hf", "--agent", str(tiny_qwen2), "--device", "cpu", "--max-new-tokens", "4")
     argv = args(corpus, tmp_path / "f", tmp_path / "c", agent=agent, clip=tiny_clip) + ["--clip-device", "cpu"]
-    assert probed(argv) == "loaded: ['clip', 'torch', 'transformers']"  # the first run describes and encodes
+    assert probed(argv) == "loaded: ['clip', 'numpy', 'torch', 'transformers']"  # the first run describes, encodes
     before = outputs(tmp_path / "f")
-    assert probed(argv) == "loaded: []"  # finished: neither model, not even torch
+    manifest = (tmp_path / "f" / "manifest.jsonl").stat()
+    assert probed(argv) == "loaded: []"  # finished: neither model, not even torch or numpy
+    again = (tmp_path / "f" / "manifest.jsonl").stat()  # and it writes nothing: the same manifest file, unsynced
+    assert (again.st_ino, again.st_mtime_ns) == (manifest.st_ino, manifest.st_mtime_ns)
     for suffix in (".npy", ".json"):
         (tmp_path / "f" / f"v1{suffix}").unlink()
     # redone from the description and CLIP caches alone: no CLIP; transformers only for the caption's tokenizer
-    assert probed(argv) == "loaded: ['torch', 'transformers']"
+    assert probed(argv) == "loaded: ['numpy', 'torch', 'transformers']"
     assert outputs(tmp_path / "f") == before
     describe = ["-q", "describe", str(corpus), "--out", str(tmp_path / "frames.jsonl"), "--cache-dir",
                 str(tmp_path / "c"), *agent]
     assert au_agent_cli.main(describe) == 0  # every frame, not only the T chosen ones: describes the others
-    assert probed(describe) == "loaded: []"  # now every description is cached
+    assert probed(describe) == "loaded: ['numpy']"  # every description is cached: no model (numpy reads the CSVs)

@@ -11,7 +11,8 @@ from affectgpt_patch.agent import create_au_agent
 from affectgpt_patch.caption import CaptionSettings, build_caption, token_counter
 from affectgpt_patch.captions_file import read_captions_file, write_captions
 from affectgpt_patch.clip_encoder import load_clip_text_encoder
-from affectgpt_patch.features import FeatureSettings, describe_plan, plan_video
+from affectgpt_patch.feature_store import FeatureSettings
+from affectgpt_patch.features import describe_plan, plan_video
 from affectgpt_patch.inspect_options import InspectOptions
 from affectgpt_patch.inspect_page import build_report
 from affectgpt_patch.mixin import AU_PROMPT, mode_without_au

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from au_core import contract
-from au_core.openface import intensities_from_row
 
 from ..cache import SQLiteCache, default_cache_dir
 from .config import AgentConfig, agent_config, fingerprint
@@ -77,6 +76,8 @@ class AUAgent:
     @staticmethod
     def parse_openface_csv(row_dict: Mapping[str, Any]) -> Dict[str, float]:
         """AU intensities of one OpenFace CSV row (``row.to_dict()``), keyed ``"AU01"``…"""
+        from au_core.openface import intensities_from_row  # the CSV reader's numpy: not for a finished rerun
+
         return intensities_from_row(row_dict)
 
     def generate_description(self, au_values: Mapping[str, float]) -> str:

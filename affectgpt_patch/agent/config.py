@@ -14,14 +14,14 @@ import json
 import logging
 import os
 import re
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
-from au_core import atomic, contract
+from au_core import contract
 from au_core.errors import AUAgentError
 
+from ..cache import digest_memo, file_sha256
 from ..config_access import config_get
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("hf", "vllm", "openai", "rules")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
-DIGEST_MEMO = "file_digests.sqlite"
 
 #: Seed / AffectGPT config keys → AgentConfig fields.
 CONFIG_KEYS = {
@@ -173,29 +172,11 @@ def check_adapter_dir(path: str) -> None:
 # -------------------------------------------------------------------------------------------- fingerprint
 
 
-#: (real path, size, mtime_ns) → sha256 of a weight file, so multi-GB weights are hashed once per process.
-_DIGESTS: Dict[Tuple[str, int, int], str] = {}
-_DIGEST_NS = "file-sha256"  # namespace of the same memo in the description cache, across processes
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 
 
 def _file_digest(path: Path, memo: Any = None) -> str:
-    """sha256 of all the bytes of a file, remembered by (path, size, mtime_ns) in this process and, with
-    ``memo`` (a :class:`~affectgpt_patch.cache.SQLiteCache`), across processes."""
-    st = path.stat()
-    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
-    if key in _DIGESTS:
-        return _DIGESTS[key]
-    memo_key = "\0".join(str(k) for k in key)
-    if memo is not None:
-        stored = memo.get_many(_DIGEST_NS, [memo_key]).get(memo_key)
-        if stored is not None:
-            _DIGESTS[key] = stored.decode("ascii")
-            return _DIGESTS[key]
-    _DIGESTS[key] = atomic.file_digest(path)[:16]
-    if memo is not None:
-        memo.put_many(_DIGEST_NS, {memo_key: _DIGESTS[key].encode("ascii")})
-    return _DIGESTS[key]
+    return file_sha256(path, memo)[:16]
 
 
 def hub_revision(model_id: str, revision: Optional[str] = None) -> Optional[str]:
@@ -231,14 +212,7 @@ def model_identity(base_model: str, revision: Optional[str] = None, memo: Any = 
 
 
 def _digest_memo(config: AgentConfig) -> Any:
-    if not config.use_cache:
-        return None
-    from ..cache import SQLiteCache, default_cache_dir
-
-    try:
-        return SQLiteCache(Path(config.cache_dir or default_cache_dir()) / DIGEST_MEMO)
-    except (OSError, sqlite3.Error, AUAgentError):
-        return None  # the memo only saves time
+    return digest_memo(config.cache_dir) if config.use_cache else None
 
 
 def fingerprint(config: AgentConfig) -> str:
