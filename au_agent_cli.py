@@ -4,11 +4,11 @@ function; user errors (:class:`au_core.errors.AUAgentError`) become one line on 
     au-agent prepare-data     stage 1  MER-Factory outputs → LLaMA-Factory dataset      (data_prep.build)
     au-agent train            stage 2  render a recipe, run llamafactory-cli, agent card (llamafactory_configs.train)
     au-agent test-agent       stage 2  print descriptions for FACS test cases           (affectgpt_patch.agent)
-    au-agent describe         stage 3  OpenFace CSVs → one description per frame         (affectgpt_patch.describe)
-    au-agent precompute       stage 3  OpenFace CSVs → AU features [T, D] per video      (affectgpt_patch.precompute)
-    au-agent eval             stage 3  BLEU / ROUGE-L / AU fidelity report               (affectgpt_patch.evaluate)
-    au-agent inspect          stage 3  one HTML page: AU heatmaps, chosen frames, texts  (affectgpt_patch.inspect_page)
-    au-agent captions         stage 3  AU captions → the AU fork's nonverbal_json file   (affectgpt_patch.captions_file)
+    au-agent describe         stage 3  OpenFace CSVs → one description per frame         (affectgpt_patch.agent.describe)
+    au-agent precompute       stage 3  OpenFace CSVs → AU features [T, D] per video      (affectgpt_patch.features.precompute)
+    au-agent eval             stage 3  BLEU / ROUGE-L / AU fidelity report               (affectgpt_patch.quality.evaluate)
+    au-agent inspect          stage 3  one HTML page: AU heatmaps, chosen frames, texts  (affectgpt_patch.quality.inspect_page)
+    au-agent captions         stage 3  AU captions → the AU fork's nonverbal_json file   (affectgpt_patch.captions.captions_file)
     au-agent patch-affectgpt  stage 3  add the AU modality to an AffectGPT checkout      (affectgpt_patch.patcher)
     au-agent smoke-affectgpt  stage 3  train + answer a patched copy for a few CPU steps  (affectgpt_patch.smoke)
     au-agent compare-affectgpt stage 3 one clip answered without AU / caption / features (affectgpt_patch.smoke)
@@ -138,7 +138,7 @@ def agent_from_args(a: argparse.Namespace, lazy: bool = False):
                    batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, device=a.device,
                    cache_dir=a.cache_dir, use_cache=not a.no_cache)
     if getattr(a, "engine", "local") == "ray":
-        from affectgpt_patch.ray_engine import RayAgent
+        from affectgpt_patch.engines.ray_engine import RayAgent
 
         return RayAgent(agent_config(a.agent, **options), ray_options_from_args(a))
     return create_au_agent(a.agent, lazy=lazy, **options)
@@ -148,7 +148,7 @@ def agent_from_args(a: argparse.Namespace, lazy: bool = False):
 
 
 def add_engine_arguments(p: argparse.ArgumentParser) -> None:
-    """``--engine ray`` for the commands that run over a corpus (see affectgpt_patch/ray_engine.py)."""
+    """``--engine ray`` for the commands that run over a corpus (see affectgpt_patch/engines/ray_engine.py)."""
     g = p.add_argument_group("engine")
     g.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: this process; ray: a Ray Data job on a Ray cluster (pip install 'au-agent[ray]')")
@@ -159,7 +159,7 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def ray_options_from_args(a: argparse.Namespace):
-    from affectgpt_patch.ray_engine import RayOptions
+    from affectgpt_patch.engines.ray_engine import RayOptions
 
     return RayOptions(address=a.ray_address, describe_actors=a.ray_actors, progress=not a.quiet)
 
@@ -176,7 +176,7 @@ def _describe(p: argparse.ArgumentParser) -> Handler:
     add_engine_arguments(p)
 
     def run(a: argparse.Namespace) -> int:
-        from affectgpt_patch.describe import describe_csvs
+        from affectgpt_patch.agent.describe import describe_csvs
 
         agent = agent_from_args(a, lazy=True)
         try:
@@ -198,8 +198,8 @@ def _describe(p: argparse.ArgumentParser) -> Handler:
 
 
 def add_feature_arguments(p: argparse.ArgumentParser) -> None:
-    from affectgpt_patch.clip_encoder import DEFAULT_CLIP
-    from affectgpt_patch.feature_store import FeatureSettings
+    from affectgpt_patch.features.clip_encoder import DEFAULT_CLIP
+    from affectgpt_patch.features.store import FeatureSettings
 
     g = p.add_argument_group("features")
     g.add_argument("--frames", type=argtypes.int_range(1), default=argtypes.default_of(FeatureSettings, "frames"),
@@ -215,7 +215,7 @@ def add_feature_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_caption_arguments(p: argparse.ArgumentParser) -> None:
-    from affectgpt_patch.caption import CaptionSettings
+    from affectgpt_patch.captions.caption import CaptionSettings
 
     g = p.add_argument_group("AU caption (the text route into AffectGPT's prompt)")
     g.add_argument("--au-text-max-tokens", type=argtypes.int_range(1),
@@ -227,27 +227,27 @@ def add_caption_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def caption_settings_from_args(a: argparse.Namespace):
-    from affectgpt_patch.caption import CaptionSettings
+    from affectgpt_patch.captions.caption import CaptionSettings
 
     return None if a.no_au_caption else CaptionSettings(a.au_text_max_tokens, a.au_text_tokenizer)
 
 
 def encoder_from_args(a: argparse.Namespace):
     """CLIP as the options describe it, loaded on the first text not in the feature cache."""
-    from affectgpt_patch.clip_encoder import DeferredClipEncoder
+    from affectgpt_patch.features.clip_encoder import DeferredClipEncoder
 
     return DeferredClipEncoder(a.clip_model, device=a.clip_device, cache_dir=a.cache_dir, use_cache=not a.no_cache)
 
 
 def settings_from_args(a: argparse.Namespace):
-    from affectgpt_patch.feature_store import FeatureSettings
+    from affectgpt_patch.features.store import FeatureSettings
 
     return FeatureSettings(frames=a.frames, sampling=a.sampling, min_confidence=a.min_confidence)
 
 
 @subcommand("precompute", "OpenFace CSVs → AU features {name}.npy [T, D] + {name}.json, resumable")
 def _precompute(p: argparse.ArgumentParser) -> Handler:
-    from affectgpt_patch.precompute import PrecomputeOptions
+    from affectgpt_patch.features.precompute import PrecomputeOptions
 
     p.add_argument("--openface-dir", type=Path, required=True, help="folder of OpenFace {name}.csv files")
     p.add_argument("--out", type=Path, required=True, help="feature folder (resumed when it has finished videos)")
@@ -264,7 +264,7 @@ def _precompute(p: argparse.ArgumentParser) -> Handler:
     p.set_defaults(batch_size=argtypes.default_of(PrecomputeOptions, "batch_size"))
 
     def run(a: argparse.Namespace) -> int:
-        from affectgpt_patch.precompute import PrecomputeOptions, parse_shard, precompute
+        from affectgpt_patch.features.precompute import PrecomputeOptions, parse_shard, precompute
 
         opts = PrecomputeOptions(openface_dir=a.openface_dir, out=a.out, settings=settings_from_args(a),
                                  shard=parse_shard(a.shard), batch_size=a.batch_size, chunk_videos=a.chunk_videos,
@@ -289,8 +289,8 @@ def _precompute(p: argparse.ArgumentParser) -> Handler:
 
 
 def precompute_on_ray_from_args(a: argparse.Namespace, opts):
-    from affectgpt_patch.precompute import corpus_names
-    from affectgpt_patch.ray_engine import ClipSpec, import_ray, precompute_on_ray
+    from affectgpt_patch.engines.ray_engine import ClipSpec, import_ray, precompute_on_ray
+    from affectgpt_patch.features.precompute import corpus_names
 
     import_ray()  # the install hint before anything else is checked
     corpus_names(opts)  # the corpus's errors before a cluster starts
@@ -343,7 +343,7 @@ def _test_agent(p: argparse.ArgumentParser) -> Handler:
     add_agent_arguments(p)
 
     def run(a: argparse.Namespace) -> int:
-        from affectgpt_patch.facs_cases import BUILTIN_CASES, format_report, load_cases
+        from affectgpt_patch.quality.facs_cases import BUILTIN_CASES, format_report, load_cases
 
         cases = ([] if a.no_builtin else list(BUILTIN_CASES)) + (load_cases(a.cases) if a.cases else [])
         if not cases:
@@ -361,7 +361,7 @@ def _test_agent(p: argparse.ArgumentParser) -> Handler:
 
 @subcommand("captions", "the AU captions of a precompute folder → nonverbal_json {dataset: {sample: {caption}}}")
 def _captions(p: argparse.ArgumentParser) -> Handler:
-    from affectgpt_patch.features import SourceSettings
+    from affectgpt_patch.features.source import SourceSettings
 
     p.add_argument("--features", type=Path, required=True, help="an `au-agent precompute` output folder")
     p.add_argument("--dataset-name", required=True, help="the dataset key, e.g. MERCaptionPlus or MER2023")
@@ -370,7 +370,7 @@ def _captions(p: argparse.ArgumentParser) -> Handler:
                    help="largest fraction of videos without a caption (au_max_missing; default %(default)s)")
 
     def run(a: argparse.Namespace) -> int:
-        from affectgpt_patch.captions_file import write_captions
+        from affectgpt_patch.captions.captions_file import write_captions
 
         summary = write_captions(a.features, a.dataset_name, a.out, a.max_missing)
         log.info("%s: %d captions of %s (%d cut to the budget); %d datasets in the file", a.out,
@@ -487,7 +487,7 @@ def _eval(p: argparse.ArgumentParser) -> Handler:
     add_engine_arguments(p)
 
     def run(a: argparse.Namespace) -> int:
-        from affectgpt_patch.evaluate import EvalOptions, evaluate, load_split, summary_text
+        from affectgpt_patch.quality.evaluate import EvalOptions, evaluate, load_split, summary_text
 
         opts = EvalOptions(dataset=a.dataset, out=a.out, limit=a.limit, batch_size=a.batch_size,
                            progress=not a.quiet, clip_model=a.clip_model)
@@ -509,7 +509,7 @@ def _eval(p: argparse.ArgumentParser) -> Handler:
 
 @subcommand("inspect", "one self-contained HTML page: AU heatmaps, chosen frames and descriptions of a corpus")
 def _inspect(p: argparse.ArgumentParser) -> Handler:
-    from affectgpt_patch.inspect_options import SORT_ORDERS, InspectOptions
+    from affectgpt_patch.quality.inspect_options import SORT_ORDERS, InspectOptions
 
     p.add_argument("input", type=Path, help="a precompute features folder, a describe .jsonl file or an eval folder")
     p.add_argument("--openface-dir", type=Path, help="OpenFace CSVs {name}.csv, for full AU × frame heatmaps")
@@ -523,7 +523,7 @@ def _inspect(p: argparse.ArgumentParser) -> Handler:
                         "first (default %(default)s)")
 
     def run(a: argparse.Namespace) -> int:
-        from affectgpt_patch.inspect_page import build_report
+        from affectgpt_patch.quality.inspect_page import build_report
 
         out, _ = build_report(InspectOptions(input=a.input, out=a.out, openface_dir=a.openface_dir,
                                              videos=a.videos, sort=a.sort, progress=not a.quiet))

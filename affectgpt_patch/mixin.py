@@ -18,7 +18,7 @@ A ``face_or_frame`` mode with an ``au`` part (``multiface_audio_face_frame_au_te
 * ``__getitem__`` keeps them (AffectGPT's returns a fixed key set) and ``collater`` stacks ``aus`` [B, T, D]
   and ``au_masks`` [B, T] (AffectGPT's stacks a hard-coded key list).
 
-``au_route`` (:mod:`affectgpt_patch.text_route`; default ``features``) chooses what an AU mode adds: the AU
+``au_route`` (:mod:`affectgpt_patch.captions.text_route`; default ``features``) chooses what an AU mode adds: the AU
 tokens above (``features``), the sample's AU caption as one sentence before the subtitle with no ``'au'`` in
 ``needed_data`` and no AU branch used (``text``), or both.
 
@@ -60,10 +60,10 @@ from au_core.errors import AUAgentError
 
 from .agent.config import CONFIG_KEYS, AgentConfig
 from .branch_template import branch_constants
+from .captions.text_route import CaptionSource, caption_sentence, check_route, uses_features, uses_text
 from .config_access import config_get
-from .feature_store import FeatureSettings
-from .features import FeatureSource, SourceSettings
-from .text_route import CaptionSource, caption_sentence, check_route, uses_features, uses_text
+from .features.source import FeatureSource, SourceSettings
+from .features.store import FeatureSettings
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ for _key, _default in SETTINGS.items():  # class-level defaults: what a dataset 
 
 class UpstreamAUDatasetMixin(AUForkSourceMixin):
     """The whole AU modality for an upstream ``BaseDataset`` (see the module docstring), by the route
-    ``au_route`` names (:mod:`affectgpt_patch.text_route`): AU tokens, the AU caption as text, or both."""
+    ``au_route`` names (:mod:`affectgpt_patch.captions.text_route`): AU tokens, the AU caption as text, or both."""
 
     fixed_model_au_width = None  # the installed AU branch takes au_feature_dim, and seeds a frozen projector
     _au_name: Optional[str] = None  # the sample read last (its caption goes into the next prompt)

@@ -5,8 +5,8 @@ The names are exactly MER-Factory's ``AU_TO_TEXT_MAP`` so that its template stri
 """
 from __future__ import annotations
 
-import math
 import functools
+import math
 import re
 from typing import Any, Dict, Iterable, List, Optional
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, List, Optional, Sequence
 
 from au_core import contract

@@ -34,8 +34,18 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .common import (BenchError, BenchResult, CorpusBenchOptions, Stopwatch, Target, cached_inputs, fresh_dir, loadavg,
-                     profiled, source_digest)
+from .common import (
+    BenchError,
+    BenchResult,
+    CorpusBenchOptions,
+    Stopwatch,
+    Target,
+    cached_inputs,
+    fresh_dir,
+    loadavg,
+    profiled,
+    source_digest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +170,7 @@ class PrecomputeRun:
     def __init__(self, root: Path, openface_dir: Path, settings: Any, models: TinyModels,
                  opts: FeaturesBenchOptions) -> None:
         from affectgpt_patch.agent import create_au_agent
-        from affectgpt_patch.clip_encoder import ClipTextEncoder
+        from affectgpt_patch.features.clip_encoder import ClipTextEncoder
 
         self.root = fresh_dir(root)
         self.cache_dir, self.features_dir = self.root / "cache", self.root / "features"
@@ -171,7 +181,7 @@ class PrecomputeRun:
         self.load_seconds = sw.seconds
 
     def run(self, progress: bool = False) -> Tuple[float, Dict[str, Any]]:
-        from affectgpt_patch.precompute import PrecomputeOptions, precompute
+        from affectgpt_patch.features.precompute import PrecomputeOptions, precompute
 
         popts = PrecomputeOptions(openface_dir=self.openface_dir, out=self.features_dir, settings=self.settings,
                                   batch_size=self.opts.batch_size, progress=progress)
@@ -184,7 +194,7 @@ class PrecomputeRun:
     def warm(self, repeats: int) -> List[float]:
         """Seconds of ``repeats`` reruns that must find everything done."""
         times = []
-        precompute_log = logging.getLogger("affectgpt_patch.precompute")
+        precompute_log = logging.getLogger("affectgpt_patch.features.precompute")
         level = precompute_log.level
         precompute_log.setLevel(logging.WARNING)  # not one "0 to do" line per rerun
         try:
@@ -237,7 +247,7 @@ def agent_options(models: TinyModels, opts: FeaturesBenchOptions) -> Dict[str, A
 
 def compare(loop: LoopOutput, features_dir: Path) -> Dict[str, Any]:
     """The loop's vectors and texts on every frame precompute made a feature for, against precompute's."""
-    from affectgpt_patch.feature_store import load_precomputed
+    from affectgpt_patch.features.store import load_precomputed
 
     pairs_a, pairs_b, mismatched, compared = [], [], [], 0
     for name, loop_frames in loop.frames.items():
@@ -284,7 +294,7 @@ def _run_features(opts: FeaturesBenchOptions) -> BenchResult:
     import torch
 
     from affectgpt_patch.agent import create_au_agent
-    from affectgpt_patch.feature_store import FeatureSettings
+    from affectgpt_patch.features.store import FeatureSettings
 
     models = build_models(opts)
     openface_dir = build_corpus(opts.out, opts.videos, opts.frames, opts.seed, opts.regenerate)
@@ -361,7 +371,7 @@ def _run_features(opts: FeaturesBenchOptions) -> BenchResult:
 def _profile(csvs: List[Path], loop_agent: Any, clip_model: Any, models: TinyModels,
              opts: FeaturesBenchOptions) -> Dict[str, Any]:
     """cProfile the loop and a cold precompute on the first few videos (separately from the timed runs)."""
-    from affectgpt_patch.feature_store import FeatureSettings
+    from affectgpt_patch.features.store import FeatureSettings
 
     root = opts.out / "profiles"
     subset = fresh_dir(opts.out / "features" / "profile_subset")

@@ -49,8 +49,16 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .common import (BenchError, Stopwatch, as_jsonable, cached_inputs, exit_status, machine_info, source_digest,
-                     text_table)
+from .common import (
+    BenchError,
+    Stopwatch,
+    as_jsonable,
+    cached_inputs,
+    exit_status,
+    machine_info,
+    source_digest,
+    text_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +303,7 @@ def lora_training_row(base_model: Path, dataset: Path, out: Path, steps: int, de
 
 def clip_row(clip_path: Path, texts: Sequence[str], device: str) -> Row:
     """CLIP text features on ``device`` (fp16 on CUDA, as ``clip.load`` builds it) against fp32 on CPU."""
-    from affectgpt_patch.clip_encoder import ClipTextEncoder
+    from affectgpt_patch.features.clip_encoder import ClipTextEncoder
 
     ref = ClipTextEncoder(str(clip_path), device="cpu", use_cache=False)
     dev = ClipTextEncoder(str(clip_path), device=device, use_cache=False)
@@ -321,8 +329,8 @@ def run_precompute(openface_dir: Path, root: Path, tiny_qwen2: Path, clip_path: 
                    max_new_tokens: int) -> PrecomputeRun:
     """``precompute`` of ``openface_dir`` into ``root/features`` with its own fresh caches."""
     from affectgpt_patch.agent import create_au_agent
-    from affectgpt_patch.clip_encoder import ClipTextEncoder
-    from affectgpt_patch.precompute import PrecomputeOptions, precompute
+    from affectgpt_patch.features.clip_encoder import ClipTextEncoder
+    from affectgpt_patch.features.precompute import PrecomputeOptions, precompute
 
     from .common import fresh_dir
 
@@ -340,7 +348,7 @@ def run_precompute(openface_dir: Path, root: Path, tiny_qwen2: Path, clip_path: 
 def precompute_row(reference: Path, other: Path, label: str) -> Row:
     """Features of two precompute outputs (``reference`` from the CPU in fp32, ``other`` as ``label`` says),
     frame by frame where both made the same description."""
-    from affectgpt_patch.feature_store import load_precomputed
+    from affectgpt_patch.features.store import load_precomputed
 
     name = f"precompute {label} = CPU fp32"
     names = sorted(p.stem for p in Path(reference).glob("*.npy"))
@@ -542,7 +550,7 @@ class Models:
 def build_models(opts: GpuCheckOptions) -> Models:
     """The sample dataset, the tiny Qwen2 (its BPE trained on the dataset), a mid-size Qwen2 with the same
     tokenizer and the tiny CLIP (the released ViT-B/32 when it is in the local CLIP cache); cached in OUT."""
-    from affectgpt_patch.clip_encoder import local_vit_b32
+    from affectgpt_patch.features.clip_encoder import local_vit_b32
     from au_standins import tiny_clip, tiny_qwen2
     from data_prep.build import PrepareOptions, prepare_dataset
 
@@ -576,7 +584,8 @@ def build_models(opts: GpuCheckOptions) -> Models:
 
 def corpus_inputs(opts: GpuCheckOptions, model: Path) -> List[str]:
     """The distinct non-neutral inputs of the synthetic corpus (``make bench --gpu``'s), in a stable order."""
-    from .bench_gpu import GpuBenchOptions, corpus_inputs as bench_inputs
+    from .bench_gpu import GpuBenchOptions
+    from .bench_gpu import corpus_inputs as bench_inputs
 
     return bench_inputs(GpuBenchOptions(out=opts.out, model=model, videos=opts.videos, frames=opts.frames,
                                         descriptions=None, seed=opts.seed, regenerate=opts.regenerate))

@@ -31,8 +31,8 @@ from au_core import atomic
 from au_core.agent_card import BEST_DIR, CARD_NAME, AgentCard
 from au_core.errors import AUAgentError
 
-from .inputs import check_base_model, check_dataset
 from .handoff import finish_run
+from .inputs import check_base_model, check_dataset
 from .plan import READY_FILE, RECIPE_FILE, node_log_file, node_rank, plan_output, wait_for_main_node
 from .recipe import DEFAULT_RECIPE, check_packages, check_precision, check_recipe, load_recipe, render_recipe
 

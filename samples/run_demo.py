@@ -145,7 +145,7 @@ def show_samples(predictions: Path) -> str:
 def run(out: Path, quick: bool = False, size: Optional[DemoSize] = None) -> str:
     """Run the demo into ``out``; return the summary table. ``quick`` is the CI variant (``QUICK``): fewer
     videos and training steps, a part of the validation split, two videos described by the agent."""
-    from affectgpt_patch.clip_encoder import local_vit_b32
+    from affectgpt_patch.features.clip_encoder import local_vit_b32
     from au_standins.synthetic import write_corpus
     from au_standins.tiny_clip import build_tiny_clip
     from au_standins.tiny_qwen2 import DEMO_SIZE, build_tiny_qwen2, dataset_texts
@@ -227,7 +227,7 @@ def run(out: Path, quick: bool = False, size: Optional[DemoSize] = None) -> str:
               rel(report / "report.md"),
               lambda: f"AU F1 {_f1(untrained):.3f} untrained → {_f1(report):.3f} trained; words and CLIP features")
 
-    from affectgpt_patch.evaluate import summary_text
+    from affectgpt_patch.quality.evaluate import summary_text
 
     table = demo.table()
     print("\nThree held-out frames (eval/predictions.jsonl):\n\n" + show_samples(report / "predictions.jsonl"))

@@ -3,12 +3,12 @@ import json
 import shutil
 
 import pytest
+from helpers import make_random_adapter
 
 from affectgpt_patch.agent import create_au_agent
 from au_core import contract
 from au_core.errors import AUAgentError
 from au_standins.synthetic import PROTOTYPES
-from helpers import make_random_adapter
 
 INPUTS = [contract.format_input(v) for v in PROTOTYPES.values()] + [
     "AU01: 0.98", "AU04: 1.50, AU07: 2.20", "AU12: 2.00, AU25: 1.10", "AU45: 2.20", "AU09: 1.30, AU10: 1.90",

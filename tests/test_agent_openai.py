@@ -6,11 +6,11 @@ import time
 import urllib.request
 
 import pytest
+from helpers import free_port, make_random_adapter
 
 from affectgpt_patch.agent import create_au_agent
 from au_core import contract
 from au_core.errors import AUAgentError
-from helpers import free_port, make_random_adapter
 
 INPUTS = ["AU01: 0.98", "AU04: 1.50, AU07: 2.20", "AU12: 2.00, AU25: 1.10", "AU45: 2.20", "AU09: 1.30, AU10: 1.90",
           contract.NEUTRAL_INPUT]

@@ -2,7 +2,7 @@
 import multiprocessing as mp
 import threading
 
-from affectgpt_patch.cache import SQLiteCache
+from affectgpt_patch.agent.cache import SQLiteCache
 
 N_KEYS = 200
 

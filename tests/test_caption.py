@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from affectgpt_patch.caption import (Caption, CaptionSettings, build_caption, caption_mismatch, caption_segments,
-                                     frame_seconds, token_counter)
-from affectgpt_patch.feature_store import FeatureSettings
-from affectgpt_patch.features import plan_video
+from affectgpt_patch.captions.caption import (
+    Caption,
+    CaptionSettings,
+    build_caption,
+    caption_mismatch,
+    caption_segments,
+    frame_seconds,
+    token_counter,
+)
+from affectgpt_patch.features.compute import plan_video
+from affectgpt_patch.features.store import FeatureSettings
 from au_core.contract import NEUTRAL_DESCRIPTION
 from au_core.errors import AUAgentError
 from au_core.openface import read_openface_csv

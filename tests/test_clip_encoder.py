@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from affectgpt_patch.clip_encoder import ClipTextEncoder, load_clip_text_encoder
+from affectgpt_patch.features.clip_encoder import ClipTextEncoder, load_clip_text_encoder
 from au_core.errors import AUAgentError
 
 TEXTS = ["The face shows raised cheeks (moderate).", "A neutral face.", "Brows lowered, lips pressed.",

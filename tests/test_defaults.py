@@ -7,25 +7,25 @@ import argparse
 import dataclasses
 
 import pytest
+from fixtures.affectgpt import code_root, make_checkout
 from omegaconf import OmegaConf
 
 import au_agent_cli
 from affectgpt_patch import mixin
 from affectgpt_patch.agent.config import CONFIG_KEYS, AgentConfig
 from affectgpt_patch.branch_template import branch_constants
-from affectgpt_patch.caption import CaptionSettings
-from affectgpt_patch.clip_encoder import DEFAULT_CLIP
-from affectgpt_patch.feature_store import FeatureSettings
-from affectgpt_patch.features import SourceSettings
-from affectgpt_patch.inspect_options import InspectOptions
+from affectgpt_patch.captions.caption import CaptionSettings
+from affectgpt_patch.features.clip_encoder import DEFAULT_CLIP
+from affectgpt_patch.features.precompute import PrecomputeOptions
+from affectgpt_patch.features.source import SourceSettings
+from affectgpt_patch.features.store import FeatureSettings
 from affectgpt_patch.patcher import ConfigOptions, apply_patch
 from affectgpt_patch.patcher.configs import INFERENCE_CONFIG, TRAIN_CONFIG
-from affectgpt_patch.precompute import PrecomputeOptions
+from affectgpt_patch.quality.inspect_options import InspectOptions
 from affectgpt_patch.smoke import SmokeOptions
 from affectgpt_patch.smoke.clip_compare import CompareOptions
 from au_core.argtypes import default_of
 from data_prep.build import PrepareOptions
-from fixtures.affectgpt import code_root, make_checkout
 from llamafactory_configs.train import TrainOptions
 
 #: (command, option dest) → the dataclass field whose default the option shows. An option with a default that

@@ -3,7 +3,7 @@ import json
 import pytest
 
 import au_agent_cli
-from affectgpt_patch.evaluate import FILES, SYSTEMS, load_split, text_similarity
+from affectgpt_patch.quality.evaluate import FILES, SYSTEMS, load_split, text_similarity
 from au_core import contract
 from au_core.errors import AUAgentError
 
@@ -160,8 +160,8 @@ def test_feature_similarity_in_clip_space(sample_dataset, tiny_clip, tmp_path):
     chart; the numbers are the cosines of the features the encoder gives."""
     import numpy as np
 
-    from affectgpt_patch.clip_encoder import load_clip_text_encoder
-    from affectgpt_patch.evaluate import FEATURE_CHART
+    from affectgpt_patch.features.clip_encoder import load_clip_text_encoder
+    from affectgpt_patch.quality.evaluate import FEATURE_CHART
 
     out = tmp_path / "out"
     assert run_eval(sample_dataset / "val.json", out, tmp_path / "cache", "--backend", "rules",

@@ -1,4 +1,4 @@
-"""Where a sample's AU feature comes from (features.FeatureSource): the shape and width it guarantees, and the
+"""Where a sample's AU feature comes from (features.source.FeatureSource): the shape and width it guarantees, and the
 configurations it refuses at dataset construction instead of training on wrong or missing AU features."""
 import json
 import logging
@@ -7,11 +7,13 @@ import shutil
 import numpy as np
 import pytest
 
-from affectgpt_patch import features
 from affectgpt_patch.agent import create_au_agent
-from affectgpt_patch.clip_encoder import ClipTextEncoder
-from affectgpt_patch.feature_store import FeatureSettings, save_video_features
-from affectgpt_patch.features import FeatureSource, SourceSettings, compute_video_features
+from affectgpt_patch.features import source as features
+from affectgpt_patch.features.clip_encoder import ClipTextEncoder
+from affectgpt_patch.features.compute import compute_video_features
+from affectgpt_patch.features.source import FeatureSource, SourceSettings
+from affectgpt_patch.features.store import FeatureSettings, save_video_features
+from au_core import contract
 from au_core.errors import AUAgentError
 from au_core.openface import read_openface_csv
 
@@ -104,7 +106,7 @@ def test_contract_agent_and_clip_fingerprints_are_checked(folder, samples, tiny_
     error = refusal(agent_source(fresh, au_precomputed_dir=str(folder), au_clip_model=str(tiny_clip)))
     assert "contract version 'au-contract-0'" in error.problem and "in 1 of 3 files (e.g. sample_00002.json)" \
         in error.problem
-    edit_record(folder, "sample_00002", contract_version=features.contract.CONTRACT_VERSION)
+    edit_record(folder, "sample_00002", contract_version=contract.CONTRACT_VERSION)
 
     error = refusal(agent_source(fresh, au_precomputed_dir=str(folder), au_clip_model=str(wide_clip)))
     assert "CLIP fingerprint" in error.problem and "feature width 512 (config: 768)" in error.problem
@@ -133,7 +135,7 @@ def test_too_many_samples_without_au_is_an_error(tmp_path, samples, tiny_clip, f
     assert error.path == str(folder) and "1 of 3 samples (33.3%) have no AU source (au_max_missing: 0.05)" \
         in error.problem and "sample_00005" in error.problem
     lenient = agent_source(fresh, au_precomputed_dir=str(folder), au_clip_model=str(tiny_clip), au_max_missing=0.5)
-    with caplog.at_level(logging.WARNING, logger="affectgpt_patch.features"):
+    with caplog.at_level(logging.WARNING, logger="affectgpt_patch.features.source"):
         lenient.check(NAMES)
     assert "1 of 3 samples have no AU source" in caplog.text
     feature, mask = lenient.arrays("sample_00005")

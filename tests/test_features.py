@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from affectgpt_patch.agent import create_au_agent
-from affectgpt_patch.clip_encoder import ClipTextEncoder
-from affectgpt_patch.feature_store import FeatureSettings, load_precomputed, save_video_features
-from affectgpt_patch.features import compute_video_features, features_from_descriptions, video_features
+from affectgpt_patch.features.clip_encoder import ClipTextEncoder
+from affectgpt_patch.features.compute import compute_video_features, features_from_descriptions, video_features
+from affectgpt_patch.features.store import FeatureSettings, load_precomputed, save_video_features
 from au_core import contract
 from au_core.errors import AUAgentError
 from au_core.openface import read_openface_csv
@@ -83,7 +83,7 @@ def test_features_from_descriptions(models):
 def test_several_faces_keep_the_video_timeline(tmp_path):
     """Face 1 has the most valid frames but leaves at frame 60 of a 100-frame video: the AU slots still sit at
     AffectGPT's frames of the 100-frame video (1, 26, 51, 76), the last one on face 1's nearest frame."""
-    from affectgpt_patch.features import plan_video
+    from affectgpt_patch.features.compute import plan_video
 
     rows = ["frame, face_id, success, confidence, AU01_r, AU12_r"]
     rows += [f"{i}, 0, 1, {0.95 if i % 2 else 0.1}, 0.2, 1.5" for i in range(1, 101)]  # 50 valid frames

@@ -2,9 +2,9 @@
 import dataclasses
 import os
 
-from affectgpt_patch import cache
+from affectgpt_patch.agent import cache
 from affectgpt_patch.agent.config import AgentConfig, fingerprint
-from affectgpt_patch.clip_encoder import DeferredClipEncoder
+from affectgpt_patch.features.clip_encoder import DeferredClipEncoder
 
 
 def _model(folder, weights: bytes):

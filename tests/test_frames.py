@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from affectgpt_patch.frames import select_frames, uniform_indices
+from affectgpt_patch.features.frames import select_frames, uniform_indices
 from au_core.errors import AUAgentError
 
 

@@ -34,9 +34,12 @@ ALLOWED: Dict[str, Set[str]] = {
 LAZY_STANDINS = {"affectgpt_patch.smoke"}
 OURS = set(ALLOWED)
 #: What runs inside AffectGPT: the mixin and everything it reaches on import.
-AFFECTGPT_RUNTIME = ("affectgpt_patch.mixin", "affectgpt_patch.features", "affectgpt_patch.agent",
-                     "affectgpt_patch.clip_encoder", "affectgpt_patch.frames", "affectgpt_patch.cache",
-                     "affectgpt_patch.precompute", "au_core.agent_card", "au_core.openface", "au_core.mer_factory")
+AFFECTGPT_RUNTIME = ("affectgpt_patch.mixin", "affectgpt_patch.agent", "affectgpt_patch.agent.cache",
+                     "affectgpt_patch.features.compute", "affectgpt_patch.features.source",
+                     "affectgpt_patch.features.store", "affectgpt_patch.features.clip_encoder",
+                     "affectgpt_patch.features.frames", "affectgpt_patch.features.precompute",
+                     "affectgpt_patch.captions.text_route", "au_core.agent_card", "au_core.openface",
+                     "au_core.mer_factory")
 HEAVY = ("torch", "transformers", "peft", "clip", "ray", "vllm", "llamafactory", "deepspeed",
          "sacrebleu", "rouge_score", "matplotlib", "scipy", "pandas")
 
@@ -108,7 +111,7 @@ def _loaded_after_import(modules: List[str]) -> Set[str]:
 @pytest.mark.parametrize("package", sorted(ALLOWED))
 def test_importing_a_package_loads_no_other_stage(package):
     # every module, except the optional engines whose own dependency is the point of importing them
-    modules = [m for m in _modules(package) if m not in ("affectgpt_patch.ray_engine",)]
+    modules = [m for m in _modules(package) if m not in ("affectgpt_patch.engines.ray_engine",)]
     loaded = _loaded_after_import(modules)
     foreign = sorted(m for m in loaded if m.split(".")[0] in OURS - {package} - ALLOWED[package])
     assert not foreign, f"importing {package} loaded {foreign}"

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chromium import Chromium, install_chromium
 
 import au_agent_cli
-from affectgpt_patch.inspect_data import heatmap_from_values, load_corpus
-from affectgpt_patch.inspect_options import InspectOptions
-from affectgpt_patch.inspect_page import ACTIVE_COLORS, cell_levels
+from affectgpt_patch.quality.inspect_data import heatmap_from_values, load_corpus
+from affectgpt_patch.quality.inspect_options import InspectOptions
+from affectgpt_patch.quality.inspect_page import ACTIVE_COLORS, cell_levels
 from au_core import contract
 from au_core.facs import INTENSITY_AUS
 from au_core.fidelity import fidelity
-from chromium import Chromium, install_chromium
 
 N_AUS = len(INTENSITY_AUS)
 
@@ -349,7 +349,7 @@ def test_bad_options(features, tmp_path, capsys):
 def test_a_page_replaces_only_an_earlier_page(descriptions, tmp_path):
     """``inspect run1.jsonl`` writes run1.html; a rerun replaces its own page (also one made before pages were
     marked), never a file inspect did not write."""
-    from affectgpt_patch.inspect_page import GENERATOR
+    from affectgpt_patch.quality.inspect_page import GENERATOR
 
     jsonl = Path(shutil.copy(descriptions, tmp_path / "run1.jsonl"))
     page = tmp_path / "run1.html"

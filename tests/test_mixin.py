@@ -8,21 +8,22 @@ import logging
 import numpy as np
 import pytest
 import torch
+from fixtures.affectgpt import NAMES, code_root, imported, make_checkout
 from omegaconf import OmegaConf
 
-from affectgpt_patch import features, mixin
+from affectgpt_patch import mixin
 from affectgpt_patch.agent import create_au_agent
-from affectgpt_patch.clip_encoder import RELEASED_WIDTHS, load_clip_text_encoder
-from affectgpt_patch.feature_store import FeatureSettings, save_video_features
-from affectgpt_patch.features import compute_video_features, features_from_descriptions, video_features
+from affectgpt_patch.branch_template import TEMPLATE_DIR, branch_constants
+from affectgpt_patch.features import source as features
+from affectgpt_patch.features.clip_encoder import RELEASED_WIDTHS, load_clip_text_encoder
+from affectgpt_patch.features.compute import compute_video_features, features_from_descriptions, video_features
+from affectgpt_patch.features.store import FeatureSettings, save_video_features
 from affectgpt_patch.patcher import ConfigOptions, apply_patch
 from affectgpt_patch.patcher.configs import TRAIN_CONFIG
-from affectgpt_patch.branch_template import TEMPLATE_DIR, branch_constants
 from au_core import mer_factory
 from au_core.errors import AUAgentError
 from au_core.openface import read_openface_csv
 from au_core.record import load_json
-from fixtures.affectgpt import NAMES, code_root, imported, make_checkout
 
 N_TOKENS = 2  # num_au_query_token, so the <AUHere> expansion is visible
 
@@ -290,7 +291,7 @@ def test_mer_factory_descriptions(tmp_path, samples, env, tiny_llm, data_dir):
 def test_missing_source_gives_a_masked_zero_and_one_warning(tmp_path, samples, env, tiny_llm, data_dir, caplog):
     root, cfg = patched(tmp_path, openface_dir=str(samples / "openface"))
     apply(cfg.inference, env)
-    with imported(root, tiny_llm, data_dir) as ag, caplog.at_level(logging.WARNING, logger="affectgpt_patch.features"):
+    with imported(root, tiny_llm, data_dir) as ag, caplog.at_level(logging.WARNING, logger="affectgpt_patch.features.source"):
         dataset = _inference_dataset(ag, cfg)
         for name in ("no_such_video", "another_missing_one"):
             video, _, audio, _ = _paths(data_dir, name)

@@ -3,6 +3,7 @@ writes, byte-identical revert, and refusals that name the file and what was expe
 import json
 
 import pytest
+from fixtures.affectgpt import LAYOUTS, VARIANTS, code_root, digest, make_checkout
 from omegaconf import OmegaConf
 
 import au_agent_cli
@@ -10,7 +11,6 @@ from affectgpt_patch.patcher import ConfigOptions, apply_patch, check_patch, rev
 from affectgpt_patch.patcher.configs import INFERENCE_CONFIG, SEED_MODE, TRAIN_CONFIG
 from affectgpt_patch.patcher.edit import APPLIED, PENDING
 from au_core.errors import AUAgentError
-from fixtures.affectgpt import LAYOUTS, VARIANTS, code_root, digest, make_checkout
 
 CASES = [(v, l) for v in VARIANTS for l in LAYOUTS]
 VARIANT_NAME = {"upstream": "upstream", "au_fork": "au-fork"}

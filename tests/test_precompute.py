@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import au_agent_cli
-from affectgpt_patch.precompute import in_shard
+from affectgpt_patch.features.precompute import in_shard
 from au_standins.synthetic import write_video
 
 
@@ -47,8 +47,8 @@ def test_rerun_skips_finished_videos(corpus, tmp_path, tiny_clip, capsys):
     assert au_agent_cli.main(args(corpus, out, tmp_path / "c", clip=tiny_clip)) == 0
     before = outputs(out)
     from affectgpt_patch.agent import create_au_agent
-    from affectgpt_patch.clip_encoder import ClipTextEncoder
-    from affectgpt_patch.precompute import PrecomputeOptions, precompute
+    from affectgpt_patch.features.clip_encoder import ClipTextEncoder
+    from affectgpt_patch.features.precompute import PrecomputeOptions, precompute
 
     summary = precompute(PrecomputeOptions(corpus, out, progress=False),
                          create_au_agent(backend="rules", cache_dir=str(tmp_path / "c")),

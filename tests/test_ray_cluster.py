@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 
 import au_agent_cli
-
-from helpers import free_port
 
 pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'au-agent[ray]')")
 

@@ -64,8 +64,8 @@ def local_run(corpus, tmp_path_factory, tiny_adapter, tiny_clip):
 def test_precompute_on_ray_writes_the_local_bytes(ray_cluster, corpus, local_run, tmp_path, tiny_adapter,
                                                   tiny_clip, capsys):
     from affectgpt_patch.agent import agent_config
-    from affectgpt_patch.precompute import PrecomputeOptions
-    from affectgpt_patch.ray_engine import ClipSpec, RayOptions, precompute_on_ray
+    from affectgpt_patch.engines.ray_engine import ClipSpec, RayOptions, precompute_on_ray
+    from affectgpt_patch.features.precompute import PrecomputeOptions
 
     out = tmp_path / "features"
     config = agent_config(str(tiny_adapter), max_new_tokens=6, cache_dir=str(tmp_path / "cache"))
@@ -149,7 +149,7 @@ def test_vllm_processor_settings_come_from_the_agent_card(tiny_adapter, tiny_qwe
     from affectgpt_patch.agent import agent_config
     from affectgpt_patch.agent.prompts import encode_prompt, stop_token_ids
     from affectgpt_patch.agent.vllm_backend import adapter_rank
-    from affectgpt_patch.ray_engine import vllm_processor_settings, vllm_request
+    from affectgpt_patch.engines.ray_engine import vllm_processor_settings, vllm_request
 
     config = agent_config(str(tiny_adapter), backend="vllm", max_new_tokens=40)
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
@@ -173,7 +173,7 @@ def test_vllm_processor_settings_come_from_the_agent_card(tiny_adapter, tiny_qwe
     assert "model" not in vllm_request("AU06: 1.40", tokenizer, sampling, lora)
 
     # A neutral input gets the contract's neutral text without reaching vLLM, as in the local agent.
-    from affectgpt_patch.ray_engine import RayOptions, describe_distinct
+    from affectgpt_patch.engines.ray_engine import RayOptions, describe_distinct
 
     texts, stats = describe_distinct([contract.NEUTRAL_INPUT], config, RayOptions(progress=False))
     assert texts == {contract.NEUTRAL_INPUT: contract.NEUTRAL_DESCRIPTION} and stats["generated"] == 0

@@ -11,8 +11,15 @@ import pytest
 from au_core import contract
 from au_core.errors import AUAgentError
 from data_prep.build import TRAIN_SPLIT, VAL_SPLIT
-from llamafactory_configs.recipe import (RECIPE_DIR, RENAMED_KEYS, check_recipe, find_deepspeed_config, load_recipe,
-                                         recipe_names, training_recipe_names)
+from llamafactory_configs.recipe import (
+    RECIPE_DIR,
+    RENAMED_KEYS,
+    check_recipe,
+    find_deepspeed_config,
+    load_recipe,
+    recipe_names,
+    training_recipe_names,
+)
 
 SFT_7B = ["qwen2.5_7b_lora_sft", "qwen2.5_7b_qlora_sft", "qwen2.5_7b_lora_sft_8bit", "qwen2.5_7b_lora_sft_ds_z2",
           "qwen2.5_7b_lora_sft_ds_z3", "qwen2.5_7b_lora_sft_ray"]

@@ -467,8 +467,8 @@ def _affectgpt_python() -> str:
 
 
 def test_caption_rows_read_the_caption_back_from_the_llm_input():
+    from affectgpt_patch.captions.text_route import CAPTION_CLOSE, CAPTION_OPEN, caption_sentence
     from affectgpt_patch.smoke.caption_report import caption_rows, no_branch_row
-    from affectgpt_patch.text_route import CAPTION_CLOSE, CAPTION_OPEN, caption_sentence
 
     captions = {"a": "0.0 s: Lips apart.", "b": "0.4 s: Brows raised."}
     prompt = "###Human: " + caption_sentence(captions["b"]) + "The subtitle of this video is: <Subtitle>hi</Subtitle>."

@@ -5,25 +5,24 @@ import json
 from pathlib import Path
 
 import pytest
+from fixtures.affectgpt import NAMES, code_root, digest, imported, make_checkout
 from omegaconf import OmegaConf
 
 from affectgpt_patch.agent import create_au_agent
-from affectgpt_patch.caption import CaptionSettings, build_caption, token_counter
-from affectgpt_patch.captions_file import read_captions_file, write_captions
-from affectgpt_patch.clip_encoder import load_clip_text_encoder
-from affectgpt_patch.feature_store import FeatureSettings
-from affectgpt_patch.features import describe_plan, plan_video
-from affectgpt_patch.inspect_options import InspectOptions
-from affectgpt_patch.inspect_page import build_report
+from affectgpt_patch.captions.caption import CaptionSettings, build_caption, token_counter
+from affectgpt_patch.captions.captions_file import read_captions_file, write_captions
+from affectgpt_patch.captions.text_route import caption_sentence
+from affectgpt_patch.features.clip_encoder import load_clip_text_encoder
+from affectgpt_patch.features.compute import describe_plan, plan_video
+from affectgpt_patch.features.precompute import PrecomputeOptions, precompute
+from affectgpt_patch.features.store import FeatureSettings
 from affectgpt_patch.mixin import AU_PROMPT, mode_without_au
 from affectgpt_patch.patcher import ConfigOptions, apply_patch, check_patch, revert_patch
-from affectgpt_patch.patcher.text_configs import (NONVERBAL_TRAIN_CONFIG, RELEASED_INFERENCE_CONFIG,
-                                                  TEXT_TRAIN_CONFIG)
-from affectgpt_patch.precompute import PrecomputeOptions, precompute
-from affectgpt_patch.text_route import caption_sentence
+from affectgpt_patch.patcher.text_configs import NONVERBAL_TRAIN_CONFIG, RELEASED_INFERENCE_CONFIG, TEXT_TRAIN_CONFIG
+from affectgpt_patch.quality.inspect_options import InspectOptions
+from affectgpt_patch.quality.inspect_page import build_report
 from au_core.errors import AUAgentError
 from au_core.openface import read_openface_csv
-from fixtures.affectgpt import NAMES, code_root, digest, imported, make_checkout
 
 BASE_MODES = ("multiface_audio_face_text", "multiframe_audio_frame_text", "multiface_audio_face_frame_text",
               "audio_text", "textonly", "audioonly")

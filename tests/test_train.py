@@ -322,7 +322,7 @@ def test_test_agent_describes_the_builtin_and_user_cases(tiny_adapter, tmp_path,
 
 
 def test_user_cases_from_json_and_csv(tmp_path, samples):
-    from affectgpt_patch.facs_cases import load_cases
+    from affectgpt_patch.quality.facs_cases import load_cases
 
     listed = tmp_path / "list.json"
     listed.write_text(json.dumps([{"name": "smile", "au_values": {"AU12": 2}}, {"AU04_r": 1.5, "AU04_c": 1}]))

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from au_core import contract
 
-from ..cache import SQLiteCache, default_cache_dir
+from .cache import SQLiteCache, default_cache_dir
 from .config import AgentConfig, agent_config, fingerprint
 
 log = logging.getLogger(__name__)

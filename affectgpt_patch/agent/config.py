@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 from au_core import contract
 from au_core.errors import AUAgentError
 
-from ..cache import digest_memo, file_sha256
 from ..config_access import config_get
+from .cache import digest_memo, file_sha256
 
 if TYPE_CHECKING:
     from au_core.agent_card import AgentCard

@@ -20,8 +20,17 @@ from typing import Dict, List, Optional, Tuple
 
 from au_core.errors import AUAgentError
 
-from . import (affectgpt_model, base_dataset, builders, config_py, configs, conversation, inference_scripts, templates,
-               tokenizer_py)
+from . import (
+    affectgpt_model,
+    base_dataset,
+    builders,
+    config_py,
+    configs,
+    conversation,
+    inference_scripts,
+    templates,
+    tokenizer_py,
+)
 from .configs import ConfigOptions
 from .detect import AU_FORK, NONVERBAL, Checkout, detect
 from .edit import APPLIED, PENDING, EditState, FilePatch, apply_edits, decode, edit_states

@@ -15,8 +15,21 @@ import ast
 from typing import Optional
 
 from .edit import Edit, FilePatch, mixin_edits
-from .source import (Change, Mismatch, Source, append_to_list, dotted, embed_statement, has_method, is_call_to, method,
-                     param_names, splice_list, walk_stmts, zeroes)
+from .source import (
+    Change,
+    Mismatch,
+    Source,
+    append_to_list,
+    dotted,
+    embed_statement,
+    has_method,
+    is_call_to,
+    method,
+    param_names,
+    splice_list,
+    walk_stmts,
+    zeroes,
+)
 
 PATH = "my_affectgpt/models/affectgpt.py"
 MODULE = "my_affectgpt.models.au_branch"

@@ -18,8 +18,7 @@ import ast
 from typing import Optional, Set
 
 from .edit import Edit, FilePatch
-from .source import (Change, Mismatch, Source, assign_to, first_base_is, has_method, method, param_names,
-                     subscript_key)
+from .source import Change, Mismatch, Source, assign_to, first_base_is, has_method, method, param_names, subscript_key
 
 PATH = "my_affectgpt/datasets/datasets/base_dataset.py"
 CLASS = "BaseDataset"

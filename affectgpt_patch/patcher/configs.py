@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 from au_core.errors import AUAgentError
 
 from ..branch_template import branch_constants
-from ..features import SourceSettings
+from ..features.source import SourceSettings
 from ..mixin import SEED_AGENT_KEYS, SETTINGS, is_au_mode, mode_without_au
 from . import text_configs
 

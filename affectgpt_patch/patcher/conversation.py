@@ -13,8 +13,18 @@ from typing import Optional
 
 from .affectgpt_model import MODULE
 from .edit import Edit, FilePatch, mixin_edits
-from .source import (Change, Mismatch, Source, append_to_list, calls_in, dotted, embed_statement, method, splice_list,
-                     zeroes)
+from .source import (
+    Change,
+    Mismatch,
+    Source,
+    append_to_list,
+    calls_in,
+    dotted,
+    embed_statement,
+    method,
+    splice_list,
+    zeroes,
+)
 
 PATH = "my_affectgpt/conversation/conversation_video.py"
 CLASS = "Chat"

@@ -1,6 +1,6 @@
 """One ``patch-affectgpt`` at a time per checkout: patch, ``--check``, ``--revert`` and ``--dry-run`` alike.
 
-The lock is an exclusive ``flock`` on the checkout folder itself (:mod:`affectgpt_patch.folder_lock`): nothing
+The lock is an exclusive ``flock`` on the checkout folder itself (:mod:`au_core.folder_lock`): nothing
 is written into the checkout for it and it never goes stale. A second run waits for it up to :data:`WAIT_S`
 seconds (a patch takes about a second), saying so once, and refuses in one line naming the lock after that.
 Once it holds the lock it finds the checkout as the first run left it: patched (nothing to do), reverted
@@ -12,7 +12,7 @@ import functools
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from ..folder_lock import folder_lock
+from au_core.folder_lock import folder_lock
 
 WAIT_S = 60.0  # how long a second run waits for the first before it refuses
 F = TypeVar("F", bound=Callable)

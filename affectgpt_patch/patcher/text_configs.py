@@ -19,7 +19,7 @@ from typing import Any, Dict, Optional
 
 from au_core.errors import AUAgentError
 
-from ..caption import DEFAULT_MAX_TOKENS
+from ..captions.caption import DEFAULT_MAX_TOKENS
 
 TEXT_TRAIN_CONFIG = "train_configs/config_with_au_text.yaml"
 TEXT_INFERENCE_CONFIG = "inference_config_au_text.yaml"

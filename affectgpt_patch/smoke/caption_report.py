@@ -56,8 +56,8 @@ def captions_in_llm_input(features: Path, llm: Path, nonverbal: bool, train: Map
                           infer: Mapping[str, Any]) -> List[Row]:
     """:func:`caption_rows` against the captions precompute wrote into ``features`` (the records training and
     inference read), counted with the LLM's tokenizer; the AU fork's Nonverbal markers when ``nonverbal``."""
-    from ..caption import DEFAULT_MAX_TOKENS, token_counter
-    from ..text_route import CAPTION_CLOSE, CAPTION_OPEN, caption_of
+    from ..captions.caption import DEFAULT_MAX_TOKENS, token_counter
+    from ..captions.text_route import CAPTION_CLOSE, CAPTION_OPEN, caption_of
 
     captions = {}
     for path in sorted(Path(features).glob("*.json")):

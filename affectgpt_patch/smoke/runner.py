@@ -5,7 +5,7 @@ train and answer: before any GPU time is spent.
     copy the checkout to a temporary folder (the user's tree is never touched)
       → patch the copy (or use it as is when already patched)
       → point the copy's config.py at tiny stand-ins (au_standins.affectgpt_encoders) and a tiny dataset (media)
-      → precompute the dataset's AU features with a tiny agent and a tiny CLIP (affectgpt_patch.precompute)
+      → precompute the dataset's AU features with a tiny agent and a tiny CLIP (affectgpt_patch.features.precompute)
       → write the smoke config (the AU config + few steps + --set overrides)
       → python -m affectgpt_patch.smoke.launch train   (train.py, with the CPU shims)
       → python -m affectgpt_patch.smoke.launch infer   (from_config + Chat on the saved checkpoint)
@@ -244,10 +244,10 @@ def precompute_features(ds: TinyDataset, standins: StandIns, clip_path: Path, fe
                         cache: Path) -> Dict[str, Any]:
     """The dataset's AU features with the tiny agent (the tiny Qwen2 through the hf backend) and tiny CLIP."""
     from ..agent import create_au_agent
-    from ..caption import CaptionSettings
-    from ..clip_encoder import load_clip_text_encoder
-    from ..features import FeatureSettings
-    from ..precompute import PrecomputeOptions, precompute
+    from ..captions.caption import CaptionSettings
+    from ..features.clip_encoder import load_clip_text_encoder
+    from ..features.compute import FeatureSettings
+    from ..features.precompute import PrecomputeOptions, precompute
 
     agent = create_au_agent({"au_agent_base_model": str(standins.llm), "au_agent_use_lora": False},
                             backend="hf", device="cpu", max_new_tokens=12, cache_dir=str(cache))
@@ -320,7 +320,7 @@ def compare_tensors(reference: Mapping[str, Any], other: Mapping[str, Any]) -> D
 
 
 def run_smoke(opts: SmokeOptions) -> report.SmokeReport:
-    from ..text_route import check_route
+    from ..captions.text_route import check_route
 
     check_route(opts.au_route)
     if opts.steps < 1:
@@ -362,7 +362,7 @@ def _run(opts: SmokeOptions, run: SmokeRun, overrides: Sequence[Tuple[str, Any]]
     frames = int(next(iter(cfg.datasets.values())).get("au_frames") or cfg.model.vis_processor.train.n_frms)
     precompute_features(ds, standins, clip_path, run.features, frames, run.work / "cache")
     if checkout.variant == NONVERBAL:
-        from ..captions_file import write_captions
+        from ..captions.captions_file import write_captions
 
         write_captions(run.features, "MERCaptionPlus", run.captions)  # the tiny data is MER-Caption+
     (code_root / SMOKE_CONFIG).write_text(OmegaConf.to_yaml(cfg), encoding="utf-8")

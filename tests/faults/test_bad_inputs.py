@@ -827,7 +827,7 @@ def test_write_failure_is_one_named_line(failure, tmp_path, capsys, monkeypatch,
 def _saved_pair(out: Path) -> Path:
     import numpy as np
 
-    from affectgpt_patch.feature_store import VideoFeatures, save_video_features
+    from affectgpt_patch.features.store import VideoFeatures, save_video_features
 
     save_video_features(out, VideoFeatures("clip", np.zeros((2, 4), dtype=np.float32), np.array([True, False]),
                                            [1, None], ["AU12: 2.00", None], ["A smile.", None]))
@@ -847,7 +847,7 @@ BAD_RECORDS = {
 
 @pytest.mark.parametrize("problem", BAD_RECORDS)
 def test_bad_precomputed_record_is_named(problem, tmp_path, record_property):
-    from affectgpt_patch.feature_store import load_precomputed, precomputed_meta
+    from affectgpt_patch.features.store import load_precomputed, precomputed_meta
     from au_core.errors import AUAgentError
 
     meta = _saved_pair(tmp_path)

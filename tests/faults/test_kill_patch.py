@@ -6,10 +6,10 @@ import shutil
 import signal
 
 import pytest
-
-import au_agent_cli
 from fixtures.affectgpt import make_checkout
 from kill_helpers import Timer, fault_points, kill_after, kill_at, record_kills, sample_points, short, spawn, tree
+
+import au_agent_cli
 
 SEED = 11
 

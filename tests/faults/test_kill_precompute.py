@@ -3,10 +3,10 @@ folder byte-identical to an uninterrupted run (hidden records included, no tempo
 import random
 
 import pytest
+from kill_helpers import Timer, fault_points, kill_after, kill_at, record_kills, sample_points, short, tree
 
 import au_agent_cli
 from au_standins.synthetic import write_video
-from kill_helpers import Timer, fault_points, kill_after, kill_at, record_kills, sample_points, short, tree
 
 SEED = 5
 

@@ -5,9 +5,9 @@ import random
 import shutil
 
 import pytest
+from kill_helpers import Timer, fault_points, kill_after, kill_at, record_kills, short, tree
 
 import au_agent_cli
-from kill_helpers import Timer, record_kills, fault_points, kill_after, kill_at, short, tree
 
 SEED = 3
 

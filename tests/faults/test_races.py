@@ -11,11 +11,11 @@ import threading
 import time
 
 import pytest
+from fixtures.affectgpt import make_checkout
+from kill_helpers import REPO, cli_env, short, tree
 
 import au_agent_cli
 from au_standins.synthetic import write_video
-from fixtures.affectgpt import make_checkout
-from kill_helpers import REPO, cli_env, short, tree
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_two_runs_on_one_folder(corpus, clean, tiny_clip, tmp_path, record_prope
 
 @pytest.mark.slow
 def test_four_shards_share_one_cache_and_folder(corpus, clean, tiny_clip, tmp_path, record_property):
-    from affectgpt_patch.precompute import in_shard
+    from affectgpt_patch.features.precompute import in_shard
 
     assert len({i for n in ("broken_a", "broken_b") for i in range(4) if in_shard(n, (i, 4))}) == 2
     out, cache = tmp_path / "out", tmp_path / "cache"
@@ -137,7 +137,7 @@ def test_the_last_list_written_is_complete(listing, tmp_path, monkeypatch, recor
     adds its last video and writes its list. X's list is the one left, so it must have been taken after Y's
     video: the folder's lock orders list-and-write. (Without it, the four-shard race lost a video from
     ``manifest.jsonl`` or a failure from ``failures.jsonl`` now and then under load.)"""
-    from affectgpt_patch import precompute
+    from affectgpt_patch.features import precompute
     from au_core import atomic
 
     out = tmp_path / "out"

@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
+from kill_helpers import REPO, cli_env, fault_points, short, tree
 
 import au_agent_cli
 from au_core import atomic
 from au_standins.synthetic import write_video
 from llamafactory_configs.plan import READY_FILE
-from kill_helpers import REPO, cli_env, fault_points, short, tree
 
 LINE_END = "terminated (SIGTERM); temporary files removed"
 

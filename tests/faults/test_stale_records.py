@@ -7,13 +7,13 @@ import os
 import shutil
 
 import pytest
+from kill_helpers import short, tree
 
 import au_agent_cli
-from affectgpt_patch import features
-from affectgpt_patch.features import FeatureSource, SourceSettings
+from affectgpt_patch.features import source as features
+from affectgpt_patch.features.source import FeatureSource, SourceSettings
 from au_core.errors import AUAgentError
 from au_standins.synthetic import write_video
-from kill_helpers import short, tree
 
 VIDEOS = ("vid_0", "vid_1", "vid_2")
 

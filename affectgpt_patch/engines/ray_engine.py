@@ -33,12 +33,20 @@ import numpy as np
 from au_core import contract
 from au_core.errors import AUAgentError
 
-from .agent.config import AgentConfig, fingerprint
-from .caption import check_caption_budget, with_tokenizer
-from .feature_store import FeatureSettings
-from .features import FramePlan
-from .precompute import (PrecomputeOptions, corpus_names, log_redone, prepare_out, split_done, write_failures,
-                         write_manifest, write_plans)
+from ..agent.config import AgentConfig, fingerprint
+from ..captions.caption import check_caption_budget, with_tokenizer
+from ..features.compute import FramePlan
+from ..features.precompute import (
+    PrecomputeOptions,
+    corpus_names,
+    log_redone,
+    prepare_out,
+    split_done,
+    write_failures,
+    write_manifest,
+    write_plans,
+)
+from ..features.store import FeatureSettings
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +144,7 @@ class _Describer:
     """One agent per actor; describes a batch of distinct contract inputs (cached per node)."""
 
     def __init__(self, config: AgentConfig, batch_size: int) -> None:
-        from .agent import AUAgent
+        from ..agent import AUAgent
 
         self.agent = AUAgent(config)
         self.batch_size = batch_size
@@ -161,7 +169,7 @@ def vllm_processor_settings(config: AgentConfig, stop_ids: Sequence[int], concur
 
     Prompts arrive as the contract's token ids (no chat template, no tokenizer stage) and decoding is greedy,
     with the same engine and sampling arguments as the local vLLM backend, so the text is the same."""
-    from .agent.vllm_backend import llm_kwargs, sampling_kwargs
+    from ..agent.vllm_backend import llm_kwargs, sampling_kwargs
 
     engine = llm_kwargs(config)
     model = engine.pop("model")
@@ -182,7 +190,7 @@ def vllm_processor_settings(config: AgentConfig, stop_ids: Sequence[int], concur
 def vllm_request(input_str: str, tokenizer: Any, sampling: Mapping[str, Any], lora: Optional[str]) -> Dict[str, Any]:
     """One row for the vLLM engine stage: the contract prompt's token ids (the ids training saw), the greedy
     sampling parameters and, for an unmerged agent, the adapter as the row's model."""
-    from .agent.prompts import encode_prompt
+    from ..agent.prompts import encode_prompt
 
     request = {"input": input_str, "tokenized_prompt": encode_prompt(tokenizer, input_str),
                "sampling_params": dict(sampling)}
@@ -210,7 +218,7 @@ def _describe_with_vllm(ds: Any, config: AgentConfig, opts: RayOptions) -> Any:
     except ImportError:
         raise AUAgentError("--engine ray --backend vllm needs ray[data,llm] and vLLM on the GPU nodes: "
                            "pip install 'ray[data,llm]' 'au-agent[vllm]'") from None
-    from .agent.prompts import stop_token_ids
+    from ..agent.prompts import stop_token_ids
 
     stop_ids = stop_token_ids(_tokenizer(config.base_model))
     actors = _pool_size(opts.describe_actors, {"num_gpus": 1})
@@ -245,8 +253,8 @@ def describe_distinct(inputs: Sequence[str], config: AgentConfig, opts: RayOptio
         known = {s: contract.NEUTRAL_DESCRIPTION for s in todo if contract.is_neutral(s)}
         todo = [s for s in todo if s not in known]
     if use_vllm and config.use_cache and todo:  # vLLM reads no cache: the driver node's cache serves it
-        from .agent import DESCRIPTION_CACHE
-        from .cache import SQLiteCache, default_cache_dir
+        from ..agent import DESCRIPTION_CACHE
+        from ..agent.cache import SQLiteCache, default_cache_dir
 
         cache = SQLiteCache(Path(config.cache_dir or default_cache_dir()) / DESCRIPTION_CACHE)
         fp = fingerprint(config)
@@ -329,7 +337,7 @@ def _plan_from_json(text: str) -> FramePlan:
 
 def _plan_batch(batch: Dict[str, np.ndarray], openface_dir: str, settings: Dict[str, Any]) -> Dict[str, np.ndarray]:
     """Read and plan each video of the batch, exactly as the local engine does; a bad CSV becomes its reason."""
-    from .features import plan_csv
+    from ..features.compute import plan_csv
 
     fs = FeatureSettings(**settings)
     plans, errors = [], []
@@ -350,7 +358,7 @@ class _Writer:
                  opts: PrecomputeOptions) -> None:
         import ray
 
-        from .clip_encoder import load_clip_text_encoder
+        from ..features.clip_encoder import load_clip_text_encoder
 
         self.encoder = load_clip_text_encoder(clip.name, device=clip.device, cache_dir=clip.cache_dir,
                                               use_cache=clip.use_cache)
@@ -371,7 +379,7 @@ class _Writer:
 
 def check_clip(name: str) -> str:
     """The fingerprint of a CLIP model name or file, checked on the driver before any actor starts."""
-    from .clip_encoder import check_clip_name, clip_fingerprint
+    from ..features.clip_encoder import check_clip_name, clip_fingerprint
 
     check_clip_name(name)
     return clip_fingerprint(name)

@@ -17,8 +17,8 @@ from typing import Any, Dict
 from au_core import atomic
 from au_core.errors import AUAgentError
 
-from .feature_store import precomputed_meta
-from .features import SourceSettings
+from ..features.source import SourceSettings
+from ..features.store import precomputed_meta
 from .text_route import caption_of
 
 log = logging.getLogger(__name__)

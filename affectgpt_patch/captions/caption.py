@@ -2,7 +2,7 @@
 
 The second route into AffectGPT (beside the CLIP features of the AU branch) needs no new weights: the caption is
 placed in the prompt as text, so it works with a released checkpoint. It is built from exactly the frames and
-descriptions the features use (uniform or peak frames, :func:`affectgpt_patch.features.plan_video`):
+descriptions the features use (uniform or peak frames, :func:`affectgpt_patch.features.compute.plan_video`):
 
     0.0 s: The face shows raised inner brows and parted lips. 0.5–1.5 s: Lip corners pulled up, cheeks raised.
     2.0 s, 3.0 s: A neutral face: no facial action unit is clearly active.

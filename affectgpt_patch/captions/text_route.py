@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from au_core.errors import AUAgentError
 
-from .feature_store import FeatureSettings, meta_mismatches, precomputed_meta
+from ..features.store import FeatureSettings, meta_mismatches, precomputed_meta
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
 
 from au_core.errors import AUAgentError
 
-from .cache import SQLiteCache, default_cache_dir, digest_memo, file_sha256
+from ..agent.cache import SQLiteCache, default_cache_dir, digest_memo, file_sha256
 
 if TYPE_CHECKING:
     import numpy as np

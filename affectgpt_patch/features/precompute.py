@@ -31,19 +31,19 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, 
 
 from au_core import atomic
 from au_core.errors import AUAgentError, StorageError
+from au_core.folder_lock import folder_lock
 from au_core.storage import output_errors
+from au_core.video_names import check_unique_videos
 
-from .caption import CaptionSettings, caption_mismatch, check_caption_budget, video_caption, with_tokenizer
-from .feature_store import FeatureSettings, meta_mismatches, precomputed_meta, save_video_features
-from .folder_lock import folder_lock
+from ..captions.caption import CaptionSettings, caption_mismatch, check_caption_budget, video_caption, with_tokenizer
 from .provenance import stale_reason
-from .video_names import check_unique_videos
+from .store import FeatureSettings, meta_mismatches, precomputed_meta, save_video_features
 
 if TYPE_CHECKING:
     import numpy as np
     from tqdm import tqdm
 
-    from .features import FramePlan
+    from .compute import FramePlan
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def _fail(out: Path, failed: Dict[str, str], name: str, reason: str, bar: Option
 
 def _run_chunk(chunk: List[str], opts: PrecomputeOptions, out: Path, agent: Any, encoder: Any,
                failed: Dict[str, str], bar: tqdm) -> int:
-    from .features import plan_csv  # numpy and the CSV reader: only when a video is to be done
+    from .compute import plan_csv  # numpy and the CSV reader: only when a video is to be done
 
     plans = []
     for name in chunk:
@@ -274,7 +274,7 @@ def write_plans(plans: List[FramePlan], descriptions: Mapping[str, str], encoder
     """Encode the plans' distinct descriptions in one pass, then assemble and write each video; yields the
     names written. A video that cannot be written, or has no valid frame (written all masked, as computed on
     the fly), is recorded as a failure (in ``.failures/``, and in ``failed`` when given)."""
-    from .features import assemble, describe_plan
+    from .compute import assemble, describe_plan
 
     out = Path(opts.out)
     encoded = _EncodedTexts(encoder, sorted({descriptions[s] for p in plans for s in p.inputs if s is not None}),

@@ -209,9 +209,9 @@ def evaluate(opts: EvalOptions, agent, records: Optional[List[EvalRecord]] = Non
     """Describe the split with ``agent`` (an :class:`AUAgent`), score three systems, write the report files.
 
     ``records`` (from :func:`load_split`) saves reading the split again when the caller has checked it already;
-    ``encoder`` (a :class:`~affectgpt_patch.clip_encoder.ClipTextEncoder`) is loaded from ``opts.clip_model``
+    ``encoder`` (a :class:`~affectgpt_patch.features.clip_encoder.ClipTextEncoder`) is loaded from ``opts.clip_model``
     when not given."""
-    from .agent.rules import rules_description
+    from ..agent.rules import rules_description
 
     out = Path(opts.out)
     if records is None:
@@ -220,7 +220,7 @@ def evaluate(opts: EvalOptions, agent, records: Optional[List[EvalRecord]] = Non
     references = [r.reference for r in records]
     actives = [fidelity.active_set(contract.parse_input(s)) for s in inputs]
     if encoder is None and opts.clip_model:  # loaded first: a wrong --clip-model fails before generation
-        from .clip_encoder import load_clip_text_encoder
+        from ..features.clip_encoder import load_clip_text_encoder
 
         encoder = load_clip_text_encoder(opts.clip_model, cache_dir=agent.config.cache_dir,
                                          use_cache=agent.config.use_cache)

@@ -13,9 +13,9 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from au_core import atomic
 from au_core.errors import AUAgentError
 from au_core.openface import DEFAULT_MIN_CONFIDENCE, OpenFaceTrack, read_openface_csv
+from au_core.video_names import check_unique_videos
 
-from .agent import AUAgent
-from .video_names import check_unique_videos
+from . import AUAgent
 
 log = logging.getLogger(__name__)
 

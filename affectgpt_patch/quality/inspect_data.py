@@ -1,7 +1,7 @@
 """What ``au-agent inspect`` shows, read from a pipeline output: a features folder (``au-agent precompute``), a
 descriptions file (``au-agent describe``) or an evaluation folder (``au-agent eval``).
 
-Everything is read and checked before the page is drawn (:mod:`affectgpt_patch.inspect_page`), so a bad input
+Everything is read and checked before the page is drawn (:mod:`affectgpt_patch.quality.inspect_page`), so a bad input
 fails with one line and no HTML is written. The summary covers every video; the per-video views, which cost a
 heatmap each, only the ``videos`` shown.
 """
@@ -22,11 +22,11 @@ from tqdm import tqdm
 from au_core import contract, fidelity
 from au_core.errors import AUAgentError
 from au_core.facs import INTENSITY_AUS
+from au_core.video_names import check_unique_videos, check_video_lines
 
-from .feature_store import FeatureSettings
-from .frames import select_frames
+from ..features.frames import select_frames
+from ..features.store import FeatureSettings
 from .inspect_options import InspectOptions
-from .video_names import check_unique_videos, check_video_lines
 
 log = logging.getLogger(__name__)
 
@@ -497,7 +497,7 @@ def load_descriptions(opts: InspectOptions) -> Corpus:
 
 def load_eval(opts: InspectOptions) -> Corpus:
     """An eval folder: its report's numbers, and agent vs teacher vs rules for the least faithful records."""
-    from .agent.rules import rules_description
+    from ..agent.rules import rules_description
     from .evaluate import LABELS, SYSTEMS
 
     folder = opts.input

@@ -1,0 +1,1 @@
+"""AU features: OpenFace frames → agent descriptions → CLIP text features, per video and per corpus."""

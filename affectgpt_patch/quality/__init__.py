@@ -1,0 +1,1 @@
+"""How good an agent and its features are: evaluation, FACS test cases, and the inspection page."""
