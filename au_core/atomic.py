@@ -243,7 +243,7 @@ def write_text_if_changed(path: PathLike, text: str) -> bool:
     with contextlib.suppress(OSError):
         if Path(path).read_bytes() == data:
             return False
-    write_bytes(path, data)
+    write_text(path, text)
     return True
 
 
