@@ -21,7 +21,7 @@ RECIPE ?=
 # empty BASE_MODEL / RECIPE: au-agent train's defaults (the recipe qwen2.5_7b_lora_sft and its base model)
 TRAIN_ARGS ?=
 
-.PHONY: install prepare-data train-agent demo test bench gpu-check clean
+.PHONY: install prepare-data train-agent demo test lint bench gpu-check clean
 
 install: $(STAMP)
 
@@ -53,6 +53,13 @@ train-agent: $(STAMP)
 test: $(STAMP)
 	@$(OFFLINE) $(PY) -m pytest -q tests $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# ruff over the project, then mypy over the files [tool.mypy] names (pyproject.toml); both run, either failing fails.
+lint: $(STAMP)
+	@rc=0; \
+	echo "$(PY) -m ruff check ."; $(PY) -m ruff check . || rc=1; \
+	echo "$(PY) -m mypy"; $(PY) -m mypy || rc=1; \
+	exit $$rc
 
 bench: $(STAMP)
 	$(OFFLINE) $(PY) -m benchmarks.run $(BENCH_ARGS)

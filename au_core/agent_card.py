@@ -70,7 +70,7 @@ class AgentCard:
             raise AUAgentError("agent card is not a JSON object", path)
         fields = [f for f in dataclasses.fields(cls) if f.name in cls.KEYS]
         required = [f.name for f in fields if f.default is dataclasses.MISSING
-                    and f.default_factory is dataclasses.MISSING]  # type: ignore[misc]
+                    and f.default_factory is dataclasses.MISSING]
         missing = [key for key in ["card_version"] + required if key not in data]
         if missing:
             raise AUAgentError(f"agent card lacks {', '.join(missing)}", path)

@@ -155,7 +155,8 @@ def read_openface_csv(
     unknown = [c for c in intensity_cols if normalize_code(c) not in AU_NAMES]
     if unknown:
         raise AUAgentError(f"unknown AU intensity columns {unknown}; this reader expects OpenFace 2.x", path)
-    by_code = {normalize_code(c): c for c in intensity_cols}
+    # Every column's code is known here (checked above); the test narrows ``Optional[str]`` for the type checker.
+    by_code = {code: c for c in intensity_cols if (code := normalize_code(c)) is not None}
     codes = sort_codes(by_code)
 
     def numeric(col: str, default: float) -> np.ndarray:

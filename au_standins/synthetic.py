@@ -103,7 +103,8 @@ _READINGS = ["", "", "", " suggesting mild amusement", " hinting at tension", " 
 # ----------------------------------------------------------------------------------------------- OpenFace
 
 
-def synth_au_track(n_frames: int, rng: np.random.Generator, fail_rate: float = 0.04) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def synth_au_track(n_frames: int, rng: np.random.Generator,
+                   fail_rate: float = 0.04) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return ``(intensities [N,17], confidence [N], success [N])`` with smooth episodes and failures."""
     t = np.arange(n_frames, dtype=np.float64)
     values = np.abs(rng.normal(0.0, 0.12, size=(n_frames, len(INTENSITY_AUS))))
@@ -221,7 +222,8 @@ def per_frame_json(video: str, values: np.ndarray, valid: np.ndarray, rng: rando
     entries = []
     for i in range(n):
         active = _active(values[i])
-        entries.append({"frame": i + 1, "timestamp": round(i / 25.0, 3), "active_aus": {f"{c}_r": v for c, v in active.items()},
+        entries.append({"frame": i + 1, "timestamp": round(i / 25.0, 3),
+                        "active_aus": {f"{c}_r": v for c, v in active.items()},
                         "au_description": au_template(active), "is_peak_frame": False})
     sums = values.sum(axis=1) * valid
     peak = int(sums.argmax())

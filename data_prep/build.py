@@ -269,7 +269,8 @@ def stats_markdown(stats: Dict[str, object]) -> str:
         lines += ["", "| changed or noted | records |", "|---|---:|"]
         lines += [f"| {note} | {n} |" for note, n in stats["notes"].items()]
     lines += ["", "| source | read | kept |", "|---|---:|---:|"]
-    lines += [f"| {src} | {n} | {stats['kept_by_source'].get(src, 0)} |" for src, n in stats["records_by_source"].items()]
+    lines += [f"| {src} | {n} | {stats['kept_by_source'].get(src, 0)} |"
+              for src, n in stats["records_by_source"].items()]
     words = stats["description_words"]
     lines += ["", f"Descriptions: {words['mean']} words on average (median {words['median']}, max {words['max']}).",
               "", fidelity.summary_line(stats["fidelity"]["kept"])

@@ -19,8 +19,8 @@ TESTS = REPO / "tests"
 SAMPLES = REPO / "samples"
 
 #: The test files of the code that runs inside AffectGPT's environment: the mixin and what it reaches, the agent
-#: runtime and its backends, CLIP, frames, the cache, precompute, the AU branch template, the smoke shims and the au_core
-#: modules they import. `make test-affectgpt-env` (``pytest --affectgpt-stack``) collects these files, and only
+#: runtime and its backends, CLIP, frames, the cache, precompute, the AU branch template, the smoke shims and the
+#: au_core modules they import. `make test-affectgpt-env` (``pytest --affectgpt-stack``) collects these files, and only
 #: these, on AffectGPT's own stack (Python 3.10, torch 2.4, transformers 4.49, peft 0.13, omegaconf 2.3). A test file
 #: of such code joins with one line here; a test in it that needs the main venv's packages (LLaMA-Factory, Ray) is
 #: marked ``@pytest.mark.main_venv_only``.

@@ -13,7 +13,8 @@ def make_random_adapter(base: Path, out: Path, seed: int, r: int = 4) -> Path:
 
     model = AutoModelForCausalLM.from_pretrained(base)
     torch.manual_seed(seed)
-    config = LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False)
+    config = LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj", "down_proj"],
+                        init_lora_weights=False)
     get_peft_model(model, config).save_pretrained(out)
     return out
 

@@ -15,8 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `benchmarks` is a folder of the repository, not an installed package
     sys.path.insert(0, str(REPO))
 
-from benchmarks import bench_gpu, run
-from benchmarks.common import BenchError
+# E402: these imports need the sys.path entry above when pytest runs without the repository root on the path.
+from benchmarks import bench_gpu, run  # noqa: E402
+from benchmarks.common import BenchError  # noqa: E402
 
 SMALL = ["--records", "200", "--videos", "2", "--frames", "30", "--max-new-tokens", "4", "--warm-repeats", "1",
          "--no-cli-warm", "-q"]

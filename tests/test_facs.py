@@ -26,7 +26,8 @@ def test_reverse_lookup_every_name():
 
 
 def test_parse_mer_factory_template():
-    text = "Inner brow raiser (intensity: 0.98), Lip corner puller (smile) (intensity: 1.74), Lips part (intensity: 1.76)"
+    text = ("Inner brow raiser (intensity: 0.98), Lip corner puller (smile) (intensity: 1.74), "
+            "Lips part (intensity: 1.76)")
     assert parse_au_template(text) == {"AU01": 0.98, "AU12": 1.74, "AU25": 1.76}
     with pytest.raises(AUAgentError, match="cannot read AU template"):
         parse_au_template("Inner brow raiser (intensity: 0.98), something else")

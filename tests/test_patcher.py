@@ -12,11 +12,11 @@ from affectgpt_patch.patcher.configs import INFERENCE_CONFIG, SEED_MODE, TRAIN_C
 from affectgpt_patch.patcher.edit import APPLIED, PENDING
 from au_core.errors import AUAgentError
 
-CASES = [(v, l) for v in VARIANTS for l in LAYOUTS]
+CASES = [(variant, layout) for variant in VARIANTS for layout in LAYOUTS]
 VARIANT_NAME = {"upstream": "upstream", "au_fork": "au-fork"}
 
 
-@pytest.fixture(params=CASES, ids=[f"{v}-{l}" for v, l in CASES])
+@pytest.fixture(params=CASES, ids=[f"{variant}-{layout}" for variant, layout in CASES])
 def checkout(request, tmp_path):
     variant, layout = request.param
     return make_checkout(tmp_path / "repo", variant, layout), VARIANT_NAME[variant], layout

@@ -36,7 +36,8 @@ def load(path):
 def test_output_files_and_registration(dataset):
     names = {p.name for p in dataset.iterdir()}
     assert names == {"au_instruction_dataset.json", "au_instruction_dataset.jsonl", "train.json", "val.json",
-                     "dataset_info.json", "contract.json", "stats.json", "stats.md", "stats.png", ".au_agent_output.json"}
+                     "dataset_info.json", "contract.json", "stats.json", "stats.md", "stats.png",
+                     ".au_agent_output.json"}
     info = load(dataset / "dataset_info.json")
     assert set(info) == {TRAIN_SPLIT, VAL_SPLIT}
     for split, entry in info.items():

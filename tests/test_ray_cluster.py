@@ -2,8 +2,8 @@
 CPU, run one precompute whose agent actors must land on both nodes; the bytes are the local engine's.
 
 Every address passed is 127.0.0.1 (Ray itself advertises it as this machine's own interface address, as
-it does for any loopback address). The two `ray start --block` processes are the test's own (their process groups are ended in teardown), so
-no other Ray on the machine is touched (`ray stop` would end every Ray of the user).
+it does for any loopback address). The two `ray start --block` processes are the test's own (their process
+groups are ended in teardown), so no other Ray on the machine is touched (`ray stop` would end every Ray of the user).
 """
 import contextlib
 import json

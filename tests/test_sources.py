@@ -33,7 +33,8 @@ def test_image_analysis_reverse_maps_names(tmp_path):
         "au_text_description": "Cheek raiser (intensity: 1.45), Lip corner puller (smile) (intensity: 1.74)",
         "llm_au_description": "A warm smile."}))
     (rec,) = read_mer_factory_output(tmp_path / "out", progress=False)
-    assert (rec.video, rec.frame, rec.au_values, rec.description) == ("face_1", 1, {"AU06": 1.45, "AU12": 1.74}, "A warm smile.")
+    assert (rec.video, rec.frame, rec.au_values, rec.description) == (
+        "face_1", 1, {"AU06": 1.45, "AU12": 1.74}, "A warm smile.")
 
 
 def test_legacy_keys_and_suffixes(tmp_path):

@@ -3,9 +3,9 @@
 Each fault test records what it tried and how it ended with
 ``record_property("fault_case", "<kind>:<outcome>")`` once its assertions hold, where kind is ``bad-input``,
 ``kill``, ``race``, ``stale`` (a finished-looking record of another video or input), ``disk-full`` (a full or
-read-only output file system) or ``sigterm``, and outcome is ``clean-error``, ``survived`` or ``failed``. A test of this folder that fails
-before recording counts as ``failed`` under its file's kind. The summary reads the recorded properties from the
-test reports, so it needs no state of its own (and no cache plugin).
+read-only output file system) or ``sigterm``, and outcome is ``clean-error``, ``survived`` or ``failed``. A test
+of this folder that fails before recording counts as ``failed`` under its file's kind. The summary reads the
+recorded properties from the test reports, so it needs no state of its own (and no cache plugin).
 """
 from __future__ import annotations
 
