@@ -3,6 +3,7 @@
     au_core        imports none of the others
     au_standins    au_core only (offline stand-ins for demo, bench and tests)
     data_prep, llamafactory_configs, affectgpt_patch    au_core; never each other, never au_standins on import
+    au_agent_cli   au_core and the stages (the `au-agent` command); never au_standins
 
 and the modules that run inside AffectGPT's environment import nothing heavy (torch, transformers, CLIP …) at
 import time: AffectGPT imports them for every dataset it builds, also where no AU feature is ever computed.
@@ -28,6 +29,7 @@ ALLOWED: Dict[str, Set[str]] = {
     "au_core": set(),
     "au_standins": {"au_core"},
     **{stage: {"au_core"} for stage in STAGES},
+    "au_agent_cli": {"au_core", *STAGES},  # the `au-agent` command, above the stages
 }
 #: Lazy (inside a function) imports of the stand-ins that a stage may make: `au-agent smoke-affectgpt` builds
 #: its tiny models and media from them when it runs, never on import.
@@ -111,7 +113,8 @@ def _loaded_after_import(modules: List[str]) -> Set[str]:
 @pytest.mark.parametrize("package", sorted(ALLOWED))
 def test_importing_a_package_loads_no_other_stage(package):
     # every module, except the optional engines whose own dependency is the point of importing them
-    modules = [m for m in _modules(package) if m not in ("affectgpt_patch.engines.ray_engine",)]
+    modules = [m for m in _modules(package) if m not in ("affectgpt_patch.engines.ray_engine",
+                                                         "au_agent_cli.__main__")]  # that one runs the command
     loaded = _loaded_after_import(modules)
     foreign = sorted(m for m in loaded if m.split(".")[0] in OURS - {package} - ALLOWED[package])
     assert not foreign, f"importing {package} loaded {foreign}"

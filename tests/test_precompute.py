@@ -199,7 +199,7 @@ PROBE = ("import sys, au_agent_cli; rc = au_agent_cli.main(); "
 def probed(argv):
     """Run the CLI in a fresh process; its stderr ends with the heavy modules it imported."""
     done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=300,
-                          cwd=Path(au_agent_cli.__file__).parent)
+                          cwd=Path(au_agent_cli.__file__).parents[1])
     assert done.returncode == 0, done.stderr
     return done.stderr.splitlines()[-1]
 

@@ -89,7 +89,7 @@ def test_two_node_cluster_writes_the_local_bytes(two_nodes, samples, tmp_path, t
                               str(tmp_path / "c_local")]) == 0
 
     out = tmp_path / "ray"
-    env = {**os.environ, **AUTH, "PYTHONPATH": str(Path(au_agent_cli.__file__).parent)}
+    env = {**os.environ, **AUTH, "PYTHONPATH": str(Path(au_agent_cli.__file__).parents[1])}
     # Two agent actors of one CPU each on a cluster of two one-CPU nodes: one actor on each node.
     run = subprocess.run([sys.executable, "-m", "au_agent_cli", "-q", "precompute", *common, "--out", str(out),
                           "--cache-dir", str(tmp_path / "c_ray"), "--engine", "ray", "--ray-address", two_nodes,

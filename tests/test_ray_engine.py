@@ -196,7 +196,7 @@ BLOCK_RAY = ("import sys, builtins\n"
 
 
 def test_without_ray_one_line_and_exit_1_and_the_local_engine_needs_no_ray(samples, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(Path(au_agent_cli.__file__).parent)}
+    env = {**os.environ, "PYTHONPATH": str(Path(au_agent_cli.__file__).parents[1])}
     base = ["precompute", "--openface-dir", str(samples / "openface"), "--out", str(tmp_path / "f"),
             "--backend", "rules", "--cache-dir", str(tmp_path / "c")]
     for command in (base, ["describe", str(samples / "openface"), "--backend", "rules"]):
