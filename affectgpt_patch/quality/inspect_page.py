@@ -281,7 +281,7 @@ def summary_html(c: Corpus) -> str:
                            f"{100 * n / c.au_frames if c.au_frames else 0:.1f} % ({n})")
                           for code, n in c.au_active.items()]) + "</div></div>")
     if c.eval_report is not None:
-        from .evaluate import summary_rows
+        from .eval_report import summary_rows
 
         rows = summary_rows(c.eval_report)
         out.append("<h3>Agent vs teacher vs rules (report.json)</h3>" + table(
