@@ -22,8 +22,9 @@ import numpy as np
 from au_core import atomic, contract, fidelity
 from au_core.facs import AU_NAMES
 
-from .inspect_data import Corpus, EvalView, FrameRow, Heatmap, VideoView, load_corpus
+from .inspect_data import load_corpus
 from .inspect_options import InspectOptions
+from .inspect_views import Corpus, EvalView, FrameRow, Heatmap, VideoView
 
 log = logging.getLogger(__name__)
 
