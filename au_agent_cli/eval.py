@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> Handler:
     add_engine_arguments(p)
 
     def run(a: argparse.Namespace) -> int:
-        from affectgpt_patch.quality.evaluate import EvalOptions, evaluate, load_split, summary_text
+        from affectgpt_patch.quality.eval_report import summary_text
+        from affectgpt_patch.quality.evaluate import EvalOptions, evaluate, load_split
 
         opts = EvalOptions(dataset=a.dataset, out=a.out, limit=a.limit, batch_size=a.batch_size,
                            progress=not a.quiet, clip_model=a.clip_model)

@@ -70,7 +70,8 @@ def add_arguments(p: argparse.ArgumentParser) -> Handler:
 
 
 def precompute_on_ray_from_args(a: argparse.Namespace, opts):
-    from affectgpt_patch.engines.ray_engine import ClipSpec, import_ray, precompute_on_ray
+    from affectgpt_patch.engines.ray_engine import import_ray
+    from affectgpt_patch.engines.ray_precompute import ClipSpec, precompute_on_ray
     from affectgpt_patch.features.precompute import corpus_names
 
     import_ray()  # the install hint before anything else is checked

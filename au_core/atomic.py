@@ -1,7 +1,8 @@
 """Atomic file and directory writes: a crash never leaves a half-written output behind.
 
 Every file goes through a temporary file in its own folder (named after the host and process that made it, so a
-later run can remove what a killed run left), is fsynced, renamed over its target, and the folder is fsynced.
+later run can remove what a killed run left: :mod:`.stale_temps`), is fsynced, renamed over its target, and the
+folder is fsynced.
 A folder is built in a staging folder beside it and swapped in with one ``renameat2(RENAME_EXCHANGE)`` on Linux
 (or two renames that the next run completes or rolls back), so the output path holds the old or the new folder
 at every instant. New files follow the umask; a replaced file keeps its mode.
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
 
 from .errors import AUAgentError
+from .stale_temps import _HOST, _TEMP_RE, remove_stale_temps
 from .storage import output_errors
 
 PathLike = Union[str, os.PathLike]
@@ -64,10 +66,6 @@ def fault_point(what: str) -> None:
 
 # ------------------------------------------------------------------------------------------------ files
 
-#: Temporary names carry a host tag and the pid, so a run can tell a dead run's leftovers from a live one's.
-_HOST = hashlib.sha1(os.uname().nodename.encode("utf-8")).hexdigest()[:8]  # the host name (POSIX)
-_TEMP_RE = re.compile(r"^\..*\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[^.]*\.(tmp|partial)$")
-_STALE_OTHER_HOST_S = 24 * 3600  # another host's temporary file is only removed when this old
 _NAME_KEEP = 60  # characters of the target name kept in a temporary name (a long name must still fit)
 
 
@@ -169,58 +167,6 @@ def _write_fd(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
-
-
-def remove_stale_temps(folder: PathLike) -> int:
-    """Remove the temporary files and staging folders that killed runs left in ``folder``; return how many.
-
-    A leftover of this host is removed when its process is gone; one of another host (a shared file system)
-    only when it is a day old, since that process cannot be asked.
-    """
-    folder = Path(folder)
-    removed = 0
-    if not folder.is_dir():
-        return 0
-    for entry in folder.iterdir():
-        m = _TEMP_RE.match(entry.name)
-        if m is None:
-            continue
-        if m["host"] == _HOST:
-            if _alive(int(m["pid"])):
-                continue
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                if time.time() - entry.lstat().st_mtime < _STALE_OTHER_HOST_S:
-                    continue
-        with contextlib.suppress(FileNotFoundError):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-            removed += 1
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    """A process that has ended but not been waited for by its parent (Linux state Z): it writes nothing more,
-    and its locks are already released, so what it left is stale."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rpartition(b")")[2].split()[:1] == [b"Z"]
-    except OSError:
-        return False
 
 
 def file_digest(path: PathLike, algorithm: str = "sha256") -> str:

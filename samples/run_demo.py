@@ -227,7 +227,7 @@ def run(out: Path, quick: bool = False, size: Optional[DemoSize] = None) -> str:
               rel(report / "report.md"),
               lambda: f"AU F1 {_f1(untrained):.3f} untrained → {_f1(report):.3f} trained; words and CLIP features")
 
-    from affectgpt_patch.quality.evaluate import summary_text
+    from affectgpt_patch.quality.eval_report import summary_text
 
     table = demo.table()
     print("\nThree held-out frames (eval/predictions.jsonl):\n\n" + show_samples(report / "predictions.jsonl"))

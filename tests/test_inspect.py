@@ -12,9 +12,10 @@ import pytest
 from chromium import Chromium, install_chromium
 
 import au_agent_cli
-from affectgpt_patch.quality.inspect_data import heatmap_from_values, load_corpus
+from affectgpt_patch.quality.inspect_data import load_corpus
 from affectgpt_patch.quality.inspect_options import InspectOptions
-from affectgpt_patch.quality.inspect_page import ACTIVE_COLORS, cell_levels
+from affectgpt_patch.quality.inspect_svg import ACTIVE_COLORS, cell_levels
+from affectgpt_patch.quality.inspect_views import heatmap_from_values
 from au_core import contract
 from au_core.facs import INTENSITY_AUS
 from au_core.fidelity import fidelity

@@ -64,7 +64,8 @@ def local_run(corpus, tmp_path_factory, tiny_adapter, tiny_clip):
 def test_precompute_on_ray_writes_the_local_bytes(ray_cluster, corpus, local_run, tmp_path, tiny_adapter,
                                                   tiny_clip, capsys):
     from affectgpt_patch.agent import agent_config
-    from affectgpt_patch.engines.ray_engine import ClipSpec, RayOptions, precompute_on_ray
+    from affectgpt_patch.engines.ray_engine import RayOptions
+    from affectgpt_patch.engines.ray_precompute import ClipSpec, precompute_on_ray
     from affectgpt_patch.features.precompute import PrecomputeOptions
 
     out = tmp_path / "features"
