@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import au_agent_cli
-from affectgpt_patch.smoke import media, report, runner, shims
+from affectgpt_patch.smoke import configure, media, report, runner, shims
 from au_core.errors import AUAgentError
 from au_standins import affectgpt_encoders
 
@@ -379,16 +379,16 @@ def test_overrides_parse_and_route_to_their_section():
     cfg = OmegaConf.create({"model": {"arch": "affectgpt", "num_au_query_token": 1},
                             "datasets": {"mercaptionplus": {"face_or_frame": "x"}, "ovmerd": {}},
                             "run": {"device": "cuda"}, "inference": {}})
-    parsed = runner.parse_overrides(["num_au_query_token=3", "au_fusion_type=mean", "frozen_au_proj=true",
+    parsed = configure.parse_overrides(["num_au_query_token=3", "au_fusion_type=mean", "frozen_au_proj=true",
                                      "au_frames=6", "run.amp=False"])
-    done = runner.apply_overrides(cfg, parsed)
+    done = configure.apply_overrides(cfg, parsed)
     assert cfg.model.num_au_query_token == 3 and cfg.model.au_fusion_type == "mean"
     assert cfg.model.frozen_au_proj is True and cfg.run.amp is False
     assert cfg.datasets.mercaptionplus.au_frames == 6 and cfg.datasets.ovmerd.au_frames == 6
     assert "model.num_au_query_token=3" in done
     for bad in ("novalue", "=3", "x=[unclosed"):
         with pytest.raises(AUAgentError, match="--set"):
-            runner.parse_overrides([bad])
+            configure.parse_overrides([bad])
 
 
 FAKE_CONFIG_PY = '''import os
@@ -407,8 +407,8 @@ DEFAULT_AU_PATCH_TOKEN = '<AUHere>'
 def test_config_py_constants_point_at_the_standins(tmp_path):
     (tmp_path / "config.py").write_text(FAKE_CONFIG_PY)
     si = affectgpt_encoders.StandIns(llm=tmp_path / "llm", visual=tmp_path / "vis", audio=tmp_path / "aud")
-    runner.point_config_at_standins(tmp_path, si, tmp_path / "data")
-    runner.point_config_at_standins(tmp_path, si, tmp_path / "data")  # idempotent
+    configure.point_config_at_standins(tmp_path, si, tmp_path / "data")
+    configure.point_config_at_standins(tmp_path, si, tmp_path / "data")  # idempotent
     ns: dict = {}
     exec(compile((tmp_path / "config.py").read_text(), "config.py", "exec"), ns)
     assert ns["PATH_TO_LLM"] == {"Qwen25": str(tmp_path / "llm")}
@@ -430,11 +430,12 @@ def test_smoke_config_runs_few_cpu_steps_on_the_tiny_data(tmp_path):
         "run": {"device": "cuda", "amp": True, "max_epoch": 60, "iters_per_epoch": 5000, "num_workers": 4},
         "inference": {"face_or_frame": "x"}}), base)
     opts = runner.SmokeOptions(checkout=tmp_path, steps=3)
-    cfg, applied = runner.smoke_config(base, opts, tmp_path / "feats", tmp_path / "clip.pt",
-                                       runner.parse_overrides(["num_au_query_token=3"]))
+    cfg, applied = configure.smoke_config(base, opts, tmp_path / "feats", tmp_path / "clip.pt",
+                                       configure.parse_overrides(["num_au_query_token=3"]))
     assert (cfg.run.device, cfg.run.amp, cfg.run.max_epoch, cfg.run.iters_per_epoch, cfg.run.num_workers) == \
         ("cpu", False, 1, 3, 0)
-    assert cfg.model.ckpt == "" and cfg.model.skip_encoders is False and cfg.model.num_au_query_token == 3 and applied == ["model.num_au_query_token=3"]
+    assert cfg.model.ckpt == "" and cfg.model.skip_encoders is False and cfg.model.num_au_query_token == 3
+    assert applied == ["model.num_au_query_token=3"]
     ds = cfg.datasets.mercaptionplus
     assert ds.au_precomputed_dir == str(tmp_path / "feats") and ds.openface_output_dir is None
     assert ds.use_au_agent is True and ds.use_preextracted_features is False
@@ -444,7 +445,8 @@ def test_smoke_config_runs_few_cpu_steps_on_the_tiny_data(tmp_path):
 def test_latest_checkpoint_is_the_highest_epoch(tmp_path):
     job = tmp_path / "output" / "au_agent_smoke" / "au_agent_smoke_2026"
     job.mkdir(parents=True)
-    for name in ("checkpoint_000000_loss_0.000.pth", "checkpoint_000002_loss_7.1.pth", "checkpoint_000001_loss_7.4.pth"):
+    for name in ("checkpoint_000000_loss_0.000.pth", "checkpoint_000002_loss_7.1.pth",
+                 "checkpoint_000001_loss_7.4.pth"):
         (job / name).write_bytes(b"")
     assert runner.latest_checkpoint(tmp_path, runner.SMOKE_CONFIG).name.startswith("checkpoint_000002")
     assert runner.latest_checkpoint(tmp_path / "none", runner.SMOKE_CONFIG) is None

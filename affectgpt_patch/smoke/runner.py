@@ -30,7 +30,6 @@ from au_core.errors import AUAgentError
 
 from . import report, shims
 from .caption_report import captions_in_llm_input, no_branch_row
-from .configure import apply_overrides as apply_overrides  # re-exported: the tests reach it through runner
 from .configure import parse_overrides, point_config_at_standins, smoke_config
 from .media import Clip, MediaSpec, TinyDataset, write_clip_dataset, write_tiny_dataset
 
