@@ -26,6 +26,7 @@ def branch_constants() -> Dict[str, Any]:
     tree = ast.parse(template_bytes("au_branch.py").decode("utf-8"))
     constants: Dict[str, Any] = {}
     for node in tree.body:
+        target: ast.expr
         if isinstance(node, ast.AnnAssign):
             target = node.target
         elif isinstance(node, ast.Assign):

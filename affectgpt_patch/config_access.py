@@ -5,7 +5,11 @@ Imports nothing: the dataset mixin reads its settings with it inside AffectGPT's
 """
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Union
+
+#: A file or folder as a config gives it (a str) or code builds it (a Path): what every path parameter accepts.
+PathArg = Union[str, os.PathLike[str]]
 
 
 def config_get(cfg: Any, key: str) -> Any:

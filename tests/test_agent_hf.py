@@ -85,8 +85,9 @@ def test_adapter_for_another_base_model_is_refused(tiny_qwen2, adapters, tmp_pat
     other = tmp_path / "other-base"
     cfg = json.loads((tiny_qwen2 / "config.json").read_text())
     torch.manual_seed(0)
-    Qwen2ForCausalLM(Qwen2Config(vocab_size=cfg["vocab_size"], hidden_size=32, intermediate_size=64,
-                                 num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1)).save_pretrained(other)
+    other_model = Qwen2ForCausalLM(Qwen2Config(vocab_size=cfg["vocab_size"], hidden_size=32, intermediate_size=64,
+                                               num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1))
+    other_model.save_pretrained(other)
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
         if (tiny_qwen2 / name).is_file():  # transformers 4.x keeps the chat template in tokenizer_config.json
             (other / name).write_bytes((tiny_qwen2 / name).read_bytes())
@@ -113,7 +114,8 @@ def test_adapter_from_a_newer_peft_loads_when_its_new_options_are_off(tiny_qwen2
 
 def test_adapter_using_an_option_this_peft_lacks_is_refused(tiny_qwen2, adapters, tmp_path):
     newer = _with_options(adapters[0], tmp_path / "newer", future_flag=True, future_option=3)
-    with pytest.raises(AUAgentError, match=r"uses future_flag=True, future_option=3, which peft \S+ does not know") as e:
+    with pytest.raises(AUAgentError,
+                       match=r"uses future_flag=True, future_option=3, which peft \S+ does not know") as e:
         hf_agent(tiny_qwen2, newer, tmp_path)
     assert str(newer / "adapter_config.json") in str(e.value) and "\n" not in str(e.value)
 

@@ -25,7 +25,8 @@ def test_lora_rank_is_read_from_the_adapter(tmp_path):
 
 
 def test_llm_kwargs_with_adapter(tmp_path):
-    config = agent_config(backend="vllm", base_model="Qwen/Qwen2.5-7B-Instruct", lora_weights=str(fake_adapter(tmp_path)))
+    config = agent_config(backend="vllm", base_model="Qwen/Qwen2.5-7B-Instruct",
+                          lora_weights=str(fake_adapter(tmp_path)))
     kwargs = llm_kwargs(config)
     assert kwargs["model"] == "Qwen/Qwen2.5-7B-Instruct" and kwargs["enable_lora"] is True
     assert kwargs["max_lora_rank"] == 64 and kwargs["max_loras"] == 1 and kwargs["enable_prefix_caching"]

@@ -1,7 +1,10 @@
 """The OpenAI clip package loading a tiny CLIP the tests saved to a local file."""
+import os
+
 import numpy as np
 import pytest
 
+from affectgpt_patch import per_process
 from affectgpt_patch.features.clip_encoder import ClipTextEncoder, load_clip_text_encoder
 from au_core.errors import AUAgentError
 
@@ -38,7 +41,22 @@ def test_cache_returns_the_first_vector(tiny_clip, cache_dir):
 
 
 def test_loaded_once_per_process(tiny_clip, cache_dir):
-    assert load_clip_text_encoder(str(tiny_clip), "cpu", cache_dir) is load_clip_text_encoder(str(tiny_clip), "cpu", cache_dir)
+    first = load_clip_text_encoder(str(tiny_clip), "cpu", cache_dir)
+    assert load_clip_text_encoder(str(tiny_clip), "cpu", cache_dir) is first
+    per_process.reset()  # what a new process starts with
+    assert load_clip_text_encoder(str(tiny_clip), "cpu", cache_dir) is not first
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="DataLoader workers are forked where fork exists")
+def test_a_forked_worker_builds_its_own_model():
+    """A DataLoader worker forked after its parent built a model (a CUDA one would not survive the fork) builds
+    its own instead of using the parent's."""
+    parent = per_process.once(("test", "model"), object)
+    pid = os.fork()
+    if pid == 0:  # the worker
+        os._exit(0 if per_process.once(("test", "model"), object) is not parent else 1)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert per_process.once(("test", "model"), object) is parent
 
 
 def test_unknown_model(tmp_path):

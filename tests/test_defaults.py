@@ -13,8 +13,10 @@ from omegaconf import OmegaConf
 import au_agent_cli
 from affectgpt_patch import mixin
 from affectgpt_patch.agent.config import CONFIG_KEYS, AgentConfig
+from affectgpt_patch.au_settings import AUSettings
 from affectgpt_patch.branch_template import branch_constants
 from affectgpt_patch.captions.caption import CaptionSettings
+from affectgpt_patch.captions.text_route import TextRouteSettings
 from affectgpt_patch.features.clip_encoder import DEFAULT_CLIP
 from affectgpt_patch.features.precompute import PrecomputeOptions
 from affectgpt_patch.features.source import SourceSettings
@@ -86,12 +88,14 @@ def test_help_shows_the_defaults():
 def test_runtime_settings_share_the_feature_defaults():
     """The AffectGPT config keys default to what `au-agent precompute` computes with, so a precomputed folder
     and a dataset configured with defaults agree."""
-    assert SourceSettings.au_sampling == FeatureSettings.sampling
-    assert SourceSettings.au_min_confidence == FeatureSettings.min_confidence
+    assert {mixin.SETTINGS[key] for key in ("au_sampling", "au_min_confidence")} \
+        == {FeatureSettings.sampling, FeatureSettings.min_confidence}  # the frame keys are FeatureSettings'
+    assert mixin.SETTINGS["au_frames"] is None and mixin.DEFAULT_FRAMES == FeatureSettings.frames  # T: n_frms
     assert SourceSettings.au_clip_model == DEFAULT_CLIP
-    assert mixin.DEFAULT_FRAMES == FeatureSettings.frames
-    assert {k: v for k, v in mixin.SETTINGS.items() if k in {f.name for f in dataclasses.fields(SourceSettings)}} \
-        == dataclasses.asdict(SourceSettings())
+    for concern in (SourceSettings, TextRouteSettings):
+        assert {k: v for k, v in mixin.SETTINGS.items() if k in {f.name for f in dataclasses.fields(concern)}} \
+            == dataclasses.asdict(concern())
+    assert AUSettings() == AUSettings.from_values({})  # a dataset without configs has the dataclasses' defaults
     for key, name in CONFIG_KEYS.items():
         if key in mixin.SETTINGS and mixin.SETTINGS[key] is not None:
             assert mixin.SETTINGS[key] == default_of(AgentConfig, name), key

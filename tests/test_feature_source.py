@@ -7,8 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
+from affectgpt_patch import per_process
 from affectgpt_patch.agent import create_au_agent
-from affectgpt_patch.features import source as features
+from affectgpt_patch.au_settings import AUState
 from affectgpt_patch.features.clip_encoder import ClipTextEncoder
 from affectgpt_patch.features.compute import compute_video_features
 from affectgpt_patch.features.source import FeatureSource, SourceSettings
@@ -32,13 +33,13 @@ def wide_clip(tmp_path_factory):
 def fresh(tmp_path, monkeypatch):
     """A fresh cache, model memo and warning memory; the rules agent's settings."""
     monkeypatch.setenv("AU_AGENT_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(features, "_MODELS", {})
-    monkeypatch.setattr(features, "_WARNED", set())
+    per_process.reset()
     return {"au_agent_backend": "rules", "au_agent_cache_dir": str(tmp_path / "cache")}
 
 
-def agent_source(agent_settings, frames=8, **settings):
-    return FeatureSource(SourceSettings(use_au_agent=True, **settings), frames, agent_settings)
+def agent_source(agent_settings, frames=8, **keys):
+    """The feature source of a dataset with these AU config keys, ``use_au_agent`` and AffectGPT's n_frms."""
+    return AUState({"use_au_agent": True, **keys, **agent_settings}, n_frms=frames, dataset=None).feature_source
 
 
 def precompute(folder, samples, clip, cache, names=NAMES, settings=FeatureSettings(frames=8)):
@@ -151,10 +152,10 @@ def test_summary_description_only_when_asked(tmp_path, samples, tiny_clip, fresh
     data = json.loads(path.read_text())
     del data["fine_grained_descriptions"]  # only the earlier agent's summaries are left
     path.write_text(json.dumps(data))
-    default = FeatureSource(SourceSettings(mer_factory_output=str(root), au_clip_model=str(tiny_clip)), 8)
+    default = FeatureSource(SourceSettings(mer_factory_output=str(root), au_clip_model=str(tiny_clip)))
     assert default.get("sample_00002") is None
     asked = FeatureSource(SourceSettings(mer_factory_output=str(root), au_clip_model=str(tiny_clip),
-                                         au_json_text_key="summary_description"), 8)
+                                         au_json_text_key="summary_description"))
     vf = asked.get("sample_00002")
     assert vf.features.shape == (8, 512) and vf.mask.all()
     assert set(vf.descriptions) <= {t.strip() for t in data["summary_description"].values()}

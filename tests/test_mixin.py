@@ -11,10 +11,9 @@ import torch
 from fixtures.affectgpt import NAMES, code_root, imported, make_checkout
 from omegaconf import OmegaConf
 
-from affectgpt_patch import mixin
+from affectgpt_patch import mixin, per_process
 from affectgpt_patch.agent import create_au_agent
 from affectgpt_patch.branch_template import TEMPLATE_DIR, branch_constants
-from affectgpt_patch.features import source as features
 from affectgpt_patch.features.clip_encoder import RELEASED_WIDTHS, load_clip_text_encoder
 from affectgpt_patch.features.compute import compute_video_features, features_from_descriptions, video_features
 from affectgpt_patch.features.store import FeatureSettings, save_video_features
@@ -32,8 +31,7 @@ N_TOKENS = 2  # num_au_query_token, so the <AUHere> expansion is visible
 def env(tmp_path, monkeypatch, tiny_clip):
     """A fresh CLIP/description cache and warning memory; the AU settings every test shares."""
     monkeypatch.setenv("AU_AGENT_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(features, "_WARNED", set())
-    monkeypatch.setattr(features, "_MODELS", {})
+    per_process.reset()
     return {"au_agent_backend": "rules", "au_agent_cache_dir": str(tmp_path / "cache"), "au_clip_model": str(tiny_clip)}
 
 
@@ -98,6 +96,37 @@ def test_defaults_agree_between_mixin_template_and_patcher():
     assert constants["AU_PATCH_TOKEN"] == mixin.AU_PATCH_TOKEN
     assert constants["DEFAULTS"]["au_feature_dim"] == RELEASED_WIDTHS[mixin.SETTINGS["au_clip_model"]]
     assert constants["DEFAULTS"]["num_au_query_token"] == mixin.SETTINGS["num_au_query_token"]
+
+
+class _Plain:
+    """AffectGPT's BaseDataset reduced to its constructor (no AU mode: nothing is checked)."""
+
+    def __init__(self, vis_processor=None, model_cfg=None, dataset_cfg=None):
+        self.model_cfg, self.dataset_cfg = model_cfg, dataset_cfg
+
+
+def test_settings_are_read_once_and_changed_in_one_step(env):
+    class Dataset(mixin.UpstreamAUDatasetMixin, _Plain):
+        pass
+
+    model_cfg = {"num_au_query_token": 3, "au_frames": 2, "vis_processor": {"train": {"n_frms": 16}}}
+    dataset = Dataset(None, model_cfg, {"use_au_agent": True, "au_frames": 4, **env})  # dataset_cfg wins
+    settings, source = dataset.au_settings, dataset.au_source
+    assert settings.features.frames == 4 and settings.num_au_query_token == 3 and settings.source.use_au_agent
+    assert dict(settings.agent)["au_agent_backend"] == "rules"
+    assert dataset.use_au_agent is True and dataset.au_frames == 4 and dataset.au_route == "features"
+    assert dataset.au_source is source and "use_au_agent" not in vars(dataset)  # built once, held in one place
+    dataset.n_frms = 16  # the same value: nothing is read again
+    assert dataset.au_settings is settings and dataset.au_source is source
+    dataset.au_frames = None  # by hand, as the seed guide does: T is AffectGPT's n_frms again
+    assert dataset.au_settings.features.frames == 16 and dataset.au_source is not source
+    dataset.configure_au({"au_frames": 2})
+    assert dataset.au_source.features.frames == 2 and dataset.use_au_agent is True  # the other keys stay
+    with pytest.raises(AttributeError, match="au_agent_api_base"):
+        dataset.au_agent_api_base  # an agent key never given is no attribute, as before
+
+    Dataset.au_route = "both"  # on the class, by hand: read when a dataset first reads its settings
+    assert Dataset(None, None, None).au_settings.text.au_route == "both"
 
 
 @pytest.mark.parametrize("fusion", ["mean", "attention"])
@@ -266,9 +295,9 @@ def test_precomputed_features_never_load_the_agent(tmp_path, samples, env, tiny_
         dataset = _inference_dataset(ag, cfg)
         vf = dataset._extract_au_features_realtime("sample_00005")
         np.testing.assert_array_equal(vf.features, written.features)
-        assert dataset.au_source.agent._agent is None  # the file was enough: no model loaded
+        assert not dataset.au_source.agent.loaded  # the file was enough: no model loaded
         dataset._extract_au_features_realtime("sample_00000")  # no file: computed, so now the agent loads
-        assert dataset.au_source.agent._agent is not None
+        assert dataset.au_source.agent.loaded
 
 
 def test_mer_factory_descriptions(tmp_path, samples, env, tiny_llm, data_dir):
@@ -291,7 +320,8 @@ def test_mer_factory_descriptions(tmp_path, samples, env, tiny_llm, data_dir):
 def test_missing_source_gives_a_masked_zero_and_one_warning(tmp_path, samples, env, tiny_llm, data_dir, caplog):
     root, cfg = patched(tmp_path, openface_dir=str(samples / "openface"))
     apply(cfg.inference, env)
-    with imported(root, tiny_llm, data_dir) as ag, caplog.at_level(logging.WARNING, logger="affectgpt_patch.features.source"):
+    with imported(root, tiny_llm, data_dir) as ag, \
+            caplog.at_level(logging.WARNING, logger="affectgpt_patch.features.source"):
         dataset = _inference_dataset(ag, cfg)
         for name in ("no_such_video", "another_missing_one"):
             video, _, audio, _ = _paths(data_dir, name)

@@ -61,7 +61,8 @@ def test_killed_run_resumes_to_identical_bytes(corpus, tmp_path, tiny_qwen2, tin
     """SIGKILL in the middle of a real run (hf agent, one video per chunk), then rerun."""
     agent = ("--agent", str(tiny_qwen2), "--max-new-tokens", "6")
     clean = tmp_path / "clean"
-    assert au_agent_cli.main(args(corpus, clean, tmp_path / "c1", "--chunk-videos", "1", agent=agent, clip=tiny_clip)) == 0
+    assert au_agent_cli.main(args(corpus, clean, tmp_path / "c1", "--chunk-videos", "1", agent=agent,
+                                  clip=tiny_clip)) == 0
 
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "au_agent_cli", *args(corpus, out, tmp_path / "c2", "--chunk-videos", "1",
@@ -78,7 +79,8 @@ def test_killed_run_resumes_to_identical_bytes(corpus, tmp_path, tiny_qwen2, tin
     partial = len(list(out.glob("*.json")))
     assert 6 <= partial < 24
 
-    assert au_agent_cli.main(args(corpus, out, tmp_path / "c2", "--chunk-videos", "1", agent=agent, clip=tiny_clip)) == 0
+    assert au_agent_cli.main(args(corpus, out, tmp_path / "c2", "--chunk-videos", "1", agent=agent,
+                                  clip=tiny_clip)) == 0
     assert outputs(out) == outputs(clean)
 
 
@@ -192,7 +194,8 @@ def test_refuses_a_folder_it_did_not_write(corpus, tmp_path, tiny_clip, capsys):
 
 
 PROBE = ("import sys, au_agent_cli; rc = au_agent_cli.main(); "
-         "print('loaded:', sorted(m for m in ('torch', 'transformers', 'clip', 'numpy') if m in sys.modules), file=sys.stderr); "
+         "print('loaded:', sorted(m for m in ('torch', 'transformers', 'clip', 'numpy') if m in sys.modules), "
+         "file=sys.stderr); "
          "sys.exit(rc)")
 
 

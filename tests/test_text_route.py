@@ -16,7 +16,7 @@ from affectgpt_patch.features.clip_encoder import load_clip_text_encoder
 from affectgpt_patch.features.compute import describe_plan, plan_video
 from affectgpt_patch.features.precompute import PrecomputeOptions, precompute
 from affectgpt_patch.features.store import FeatureSettings
-from affectgpt_patch.mixin import AU_PROMPT, mode_without_au
+from affectgpt_patch.mixin import AU_PROMPT, AUSample, mode_without_au
 from affectgpt_patch.patcher import ConfigOptions, apply_patch, check_patch, revert_patch
 from affectgpt_patch.patcher.text_configs import NONVERBAL_TRAIN_CONFIG, RELEASED_INFERENCE_CONFIG, TEXT_TRAIN_CONFIG
 from affectgpt_patch.quality.inspect_options import InspectOptions
@@ -143,7 +143,7 @@ def test_caption_sentence_in_every_mode(precomputed, tmp_path, tiny_llm, tiny_cl
     with imported(root, tiny_llm, data_dir) as ag:
         dataset = ag.registry.get_builder_class("mercaptionplus")(cfg.datasets.mercaptionplus, cfg.model) \
             .build_datasets()["train"]
-        dataset._au_name = "sample_00000"
+        dataset.au_sample = AUSample("sample_00000")  # as after reading that sample
         for base in BASE_MODES:
             mode = with_au(base)
             assert mode_without_au(mode) == base

@@ -7,18 +7,18 @@
 
 Every call goes through :meth:`AUAgent.describe_inputs`: neutral inputs get the contract's neutral text with no
 model call, repeated inputs are generated once, cached inputs are read from the SQLite cache, and only the rest
-reach the backend (``hf``, ``vllm``, ``openai`` or ``rules``) in large batches.
+reach the backend (``hf``, ``vllm``, ``openai`` or ``rules``: :mod:`.backends`) in large batches.
 """
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from au_core import contract
 
+from .. import per_process
+from .backends import AgentBackend, load_backend
 from .cache import SQLiteCache, default_cache_dir
 from .config import AgentConfig, agent_config, fingerprint
 
@@ -29,31 +29,15 @@ __all__ = ["AUAgent", "AgentConfig", "create_au_agent", "shared_au_agent", "agen
 DESCRIPTION_CACHE = "descriptions.sqlite"
 
 
-def _backend(config: AgentConfig):
-    if config.backend == "rules":
-        from .rules import RulesBackend
-
-        return RulesBackend()
-    if config.backend == "hf":
-        from .hf import HFBackend
-
-        return HFBackend(config)
-    if config.backend == "vllm":
-        from .vllm_backend import VLLMBackend
-
-        return VLLMBackend(config)
-    from .openai_backend import OpenAIBackend
-
-    return OpenAIBackend(config)
-
-
 class AUAgent:
     """Describes AU frames with one backend; see the module docstring."""
 
     def __init__(self, config: AgentConfig, lazy: bool = False) -> None:
         self.config = config
-        self._backend = None if lazy else _backend(config)  # a hub model is downloaded here: its revision is
-        self.fingerprint = fingerprint(config)  # known after (a lazy agent re-reads it once the model is loaded)
+        # a hub model is downloaded here: its revision is known after (a lazy agent re-reads the fingerprint
+        # once the model is loaded)
+        self._backend: Optional[AgentBackend] = None if lazy else load_backend(config)
+        self.fingerprint = fingerprint(config)
         self.cache: Optional[SQLiteCache] = None
         if config.use_cache:
             cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
@@ -63,10 +47,10 @@ class AUAgent:
             log.info("AU agent ready: backend %s, fingerprint %s", config.backend, self.fingerprint)
 
     @property
-    def backend(self):
+    def backend(self) -> AgentBackend:
         """The model; an agent made with ``lazy=True`` loads it here, on the first description not cached."""
         if self._backend is None:
-            self._backend = _backend(self.config)
+            self._backend = load_backend(self.config)
             self.fingerprint = fingerprint(self.config)
             log.info("AU agent loaded: backend %s, fingerprint %s", self.config.backend, self.fingerprint)
         return self._backend
@@ -140,16 +124,8 @@ def create_au_agent(cfg: Any = None, backend: Optional[str] = None, lazy: bool =
     return AUAgent(agent_config(cfg, backend=backend, **options), lazy=lazy)
 
 
-_SHARED: Dict[str, AUAgent] = {}
-_SHARED_LOCK = threading.Lock()
-
-
 def shared_au_agent(cfg: Any = None, backend: Optional[str] = None, **options: Any) -> AUAgent:
-    """Like :func:`create_au_agent`, but one agent per process and configuration, for dataset code that
-    would otherwise load a 7B model per sample."""
+    """Like :func:`create_au_agent`, but one agent per process and configuration
+    (:mod:`affectgpt_patch.per_process`), for dataset code that would otherwise load a 7B model per sample."""
     config = agent_config(cfg, backend=backend, **options)
-    key = f"{os.getpid()}:{config!r}"  # a forked worker must not reuse its parent's CUDA model
-    with _SHARED_LOCK:
-        if key not in _SHARED:
-            _SHARED[key] = AUAgent(config)
-        return _SHARED[key]
+    return per_process.once(("AUAgent", repr(config)), lambda: AUAgent(config))

@@ -2,8 +2,9 @@
 
 Three caches use it: descriptions (namespace = agent fingerprint, key = contract input string), CLIP text
 features (namespace = CLIP weights fingerprint, key = description), and the sha256 of model files (key = real
-path, size and mtime: :func:`file_sha256`), so that a fingerprint does not re-read gigabytes in every process. Values are written once and never change
-for a key, so readers never see a stale value: a different agent or CLIP model is a different namespace.
+path, size and mtime: :func:`file_sha256`), so that a fingerprint does not re-read gigabytes in every process.
+Values are written once and never change for a key, so readers never see a stale value: a different agent or
+CLIP model is a different namespace.
 When two processes compute the same key, the first write wins and :meth:`SQLiteCache.put_many` hands both of
 them the stored value, so every shard writes the same features for one input.
 
@@ -28,6 +29,8 @@ from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Uni
 
 from au_core import atomic
 from au_core.errors import AUAgentError
+
+from ..config_access import PathArg
 
 DEFAULT_DIR_ENV = "AU_AGENT_CACHE_DIR"
 SCHEMA_VERSION = 1  # PRAGMA user_version of the layout below; another value is another version's cache
@@ -184,7 +187,7 @@ class SQLiteCache:
 # ------------------------------------------------------------------------------------------- file digests
 
 
-def digest_memo(cache_dir: Optional[os.PathLike] = None) -> Optional[SQLiteCache]:
+def digest_memo(cache_dir: Optional[PathArg] = None) -> Optional[SQLiteCache]:
     """The memo of model-file digests in ``cache_dir`` (default: :func:`default_cache_dir`), opened once per
     process (the agent and CLIP share it), or None when it cannot be opened: the memo only saves time."""
     path = Path(cache_dir or default_cache_dir()) / DIGEST_MEMO
@@ -196,7 +199,7 @@ def digest_memo(cache_dir: Optional[os.PathLike] = None) -> Optional[SQLiteCache
     return _MEMOS[path]
 
 
-def file_sha256(path: os.PathLike, memo: Optional[SQLiteCache] = None) -> str:
+def file_sha256(path: PathArg, memo: Optional[SQLiteCache] = None) -> str:
     """The full sha256 (hex) of a file, remembered by (real path, size, mtime_ns) in this process and, with
     ``memo`` (:func:`digest_memo`), across processes: a model file that changes gets a new key."""
     st = os.stat(path)

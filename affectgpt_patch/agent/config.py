@@ -22,14 +22,15 @@ from au_core import contract
 from au_core.errors import AUAgentError
 
 from ..config_access import config_get
-from .cache import digest_memo, file_sha256
+from .backends import REGISTRY, check_backend
+from .cache import SQLiteCache, digest_memo, file_sha256
 
 if TYPE_CHECKING:
     from au_core.agent_card import AgentCard
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("hf", "vllm", "openai", "rules")
+BACKENDS = tuple(REGISTRY)  # the registered backends (agent/backends.py), in their order
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 
 #: Seed / AffectGPT config keys → AgentConfig fields.
@@ -114,9 +115,8 @@ def agent_config(cfg: Any = None, **overrides: Any) -> AgentConfig:
         raise AUAgentError(f"unknown agent options {sorted(unknown)}")
     config = AgentConfig(**values)
     if config.agent_dir:
-        _apply_agent_dir(config)
-    if config.backend not in BACKENDS:
-        raise AUAgentError(f"unknown agent backend {config.backend!r}; choose one of {', '.join(BACKENDS)}")
+        _apply_agent_dir(config, config.agent_dir)
+    check_backend(config.backend)
     for name in ("batch_size", "max_new_tokens", "concurrency"):  # a config file's 0 would fail deep in a backend
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -134,11 +134,11 @@ def agent_config(cfg: Any = None, **overrides: Any) -> AgentConfig:
     return config
 
 
-def _apply_agent_dir(config: AgentConfig) -> None:
+def _apply_agent_dir(config: AgentConfig, agent_dir: str) -> None:
     """Fill base model and adapter from an agent card, a bare adapter folder or a merged model folder."""
     from au_core.agent_card import BEST_DIR, CARD_NAME, load_agent_card
 
-    path = Path(config.agent_dir)
+    path = Path(agent_dir)
     if path.is_file() or (path / CARD_NAME).is_file() or (path / BEST_DIR / CARD_NAME).is_file():
         card = load_agent_card(path)
         config.card = card
@@ -175,7 +175,7 @@ def check_adapter_dir(path: str) -> None:
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 
 
-def _file_digest(path: Path, memo: Any = None) -> str:
+def _file_digest(path: Path, memo: Optional[SQLiteCache] = None) -> str:
     return file_sha256(path, memo)[:16]
 
 
@@ -195,7 +195,8 @@ def hub_revision(model_id: str, revision: Optional[str] = None) -> Optional[str]
         return revision
 
 
-def model_identity(base_model: str, revision: Optional[str] = None, memo: Any = None) -> Dict[str, Any]:
+def model_identity(base_model: str, revision: Optional[str] = None, memo: Optional[SQLiteCache] = None
+                   ) -> Dict[str, Any]:
     """A hub id stands for itself at its revision; a local folder for its name, config, weight index and
     the full sha256 of every weight file."""
     path = Path(base_model)
@@ -211,7 +212,7 @@ def model_identity(base_model: str, revision: Optional[str] = None, memo: Any = 
     }
 
 
-def _digest_memo(config: AgentConfig) -> Any:
+def _digest_memo(config: AgentConfig) -> Optional[SQLiteCache]:
     return digest_memo(config.cache_dir) if config.use_cache else None
 
 
@@ -226,13 +227,15 @@ def fingerprint(config: AgentConfig) -> str:
         log.warning("openai backend without an agent folder: cached descriptions are keyed by the server's "
                     "model name; pass --agent to key them by the adapter's bytes")
     else:
+        assert config.base_model is not None  # agent_config requires one for every other backend
         parts = {"base": model_identity(config.base_model, config.revision, _digest_memo(config)),
                  # how the weights are loaded changes the text too (a 4-bit model is not the bf16 one)
                  "precision": {"dtype": config.dtype, "load_in_8bit": config.load_in_8bit,
                                "load_in_4bit": config.load_in_4bit}}
         if config.lora_weights:
             adapter = Path(config.lora_weights)
-            parts["adapter"] = {name: _file_digest(adapter / name) for name in ADAPTER_FILES if (adapter / name).is_file()}
+            parts["adapter"] = {name: _file_digest(adapter / name) for name in ADAPTER_FILES
+                                if (adapter / name).is_file()}
     parts["contract"] = contract.CONTRACT_VERSION
     parts["generation"] = config.generation_settings()
     blob = json.dumps(parts, sort_keys=True).encode("utf-8")

@@ -8,14 +8,15 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Tuple
 
 from au_core import atomic
 from au_core.errors import AUAgentError
 from au_core.openface import DEFAULT_MIN_CONFIDENCE, OpenFaceTrack, read_openface_csv
 from au_core.video_names import check_unique_videos
 
-from . import AUAgent
+if TYPE_CHECKING:
+    from ..features.protocols import CorpusDescriber
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def frame_records(track: OpenFaceTrack, descriptions: Dict[str, str]) -> List[Di
     return records
 
 
-def describe_csvs(paths: Iterable[os.PathLike], agent: AUAgent, out: Optional[os.PathLike] = None,
+def describe_csvs(paths: Iterable[os.PathLike], agent: CorpusDescriber, out: Optional[os.PathLike] = None,
                   batch_size: int = 16, min_confidence: float = DEFAULT_MIN_CONFIDENCE,
                   progress: bool = True) -> Tuple[List[str], Dict[str, int]]:
     """Describe every frame: the JSON lines (also written to ``out`` atomically when given) and a summary."""

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Sequence
+from typing import Any, Dict, Iterator, List, Sequence, cast
 
 from au_core.errors import AUAgentError
 
@@ -133,6 +133,7 @@ class HFBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
+        assert config.base_model is not None  # agent_config refuses the hf backend without one
         self.config = config
         self.device, dtype = resolve_device_dtype(config)
         hub = {"revision": config.revision} if config.revision else {}
@@ -149,7 +150,7 @@ class HFBackend:
         except (OSError, ValueError) as e:
             raise AUAgentError(f"cannot load the base model ({str(e).splitlines()[0]})", config.base_model) from None
         if config.lora_weights:
-            model = self._attach_adapter(model, merge=config.merge_lora and not quant)
+            model = self._attach_adapter(model, config.lora_weights, merge=config.merge_lora and not quant)
         if not quant:
             model = model.to(self.device)
         self.model = model.eval()
@@ -163,16 +164,16 @@ class HFBackend:
             repetition_penalty=1.0, eos_token_id=self.stop_ids, pad_token_id=pad_id)
         self._torch = torch
 
-    def _attach_adapter(self, model: Any, merge: bool) -> Any:
+    def _attach_adapter(self, model: Any, adapter: str, merge: bool) -> Any:
         from peft import PeftModel
 
-        config = adapter_config_for_installed_peft(self.config.lora_weights)
+        config = adapter_config_for_installed_peft(adapter)
         try:
-            model = PeftModel.from_pretrained(model, self.config.lora_weights, config=config)
+            model = PeftModel.from_pretrained(model, adapter, config=config)
         except (RuntimeError, ValueError, KeyError) as e:
             first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
             raise AUAgentError(f"the adapter does not fit base model {self.config.base_model!r}: {first[:300]}",
-                               self.config.lora_weights) from None
+                               adapter) from None
         if merge:
             model = model.merge_and_unload()
             log.info("LoRA adapter merged into the base weights")
@@ -182,8 +183,8 @@ class HFBackend:
         torch = self._torch
         encoded = [encode_prompt(self.tokenizer, s) for s in inputs]
         buckets: Dict[int, List[int]] = {}
-        for i, ids in enumerate(encoded):
-            buckets.setdefault(len(ids), []).append(i)
+        for i, prompt_ids in enumerate(encoded):
+            buckets.setdefault(len(prompt_ids), []).append(i)
         outputs: List[str] = [""] * len(inputs)
         if self.config.do_sample:
             torch.manual_seed(self.config.seed)
@@ -201,7 +202,8 @@ class HFBackend:
                     out = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
                                               generation_config=self.generation_config)
                     for row, i in enumerate(chunk):
-                        outputs[i] = self.tokenizer.decode(out[row, length:], skip_special_tokens=True).strip()
+                        text = self.tokenizer.decode(out[row, length:], skip_special_tokens=True)
+                        outputs[i] = cast(str, text).strip()  # one sequence decodes to one str
         return outputs
 
     def close(self) -> None:

@@ -28,6 +28,7 @@ class OpenAIBackend:
     name = "openai"
 
     def __init__(self, config: AgentConfig) -> None:
+        assert config.api_base is not None  # agent_config refuses the openai backend without one
         self.config = config
         self.base = config.api_base.rstrip("/")
         self.model = config.api_model or self._first_model()

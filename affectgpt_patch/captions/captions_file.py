@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Dict
 
 from au_core import atomic
 from au_core.errors import AUAgentError
 
+from ..config_access import PathArg
 from ..features.source import SourceSettings
 from ..features.store import precomputed_meta
 from .text_route import caption_of
@@ -28,7 +28,7 @@ FORK_DATASET_NAMES = ("MER2023", "MER2024", "MERCaptionPlus", "MELD", "IEMOCAP",
                       "CH-SIMS", "CH-SIMS v2")
 
 
-def read_captions_file(path: os.PathLike) -> Dict[str, Dict[str, Dict[str, Any]]]:
+def read_captions_file(path: PathArg) -> Dict[str, Dict[str, Dict[str, Any]]]:
     """A ``nonverbal_json`` file, checked: ``{dataset: {sample: {"caption": str, ...}}}``."""
     path = Path(path)
     try:
@@ -46,7 +46,7 @@ def read_captions_file(path: os.PathLike) -> Dict[str, Dict[str, Dict[str, Any]]
     return data
 
 
-def collect_captions(features: os.PathLike, max_missing: float = SourceSettings.au_max_missing
+def collect_captions(features: PathArg, max_missing: float = SourceSettings.au_max_missing
                      ) -> Dict[str, Dict[str, Any]]:
     """``{sample: {"caption", "tokens", "max_tokens", "cut"}}`` of every record of a ``precompute`` folder;
     more than ``max_missing`` of the records without a caption is an error naming the folder."""
@@ -78,7 +78,7 @@ def collect_captions(features: os.PathLike, max_missing: float = SourceSettings.
     return entries
 
 
-def write_captions(features: os.PathLike, dataset_name: str, out: os.PathLike,
+def write_captions(features: PathArg, dataset_name: str, out: PathArg,
                    max_missing: float = SourceSettings.au_max_missing) -> Dict[str, int]:
     """Write (or merge into) ``out``: this dataset's entries replace its earlier ones, other datasets stay."""
     if not dataset_name:

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from au_core.errors import AUAgentError
 
 from ..features.store import FeatureSettings, meta_mismatches, precomputed_meta
+from .caption import DEFAULT_MAX_TOKENS
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,14 @@ AU_ROUTES = ("features", "text", "both")
 CAPTION_OPEN, CAPTION_CLOSE = "<AUText>", "</AUText>"
 CAPTION_SENTENCE = "The facial action units of the person over time are: " + CAPTION_OPEN + "{caption}" \
     + CAPTION_CLOSE + ". "
+
+
+@dataclass(frozen=True)
+class TextRouteSettings:
+    """The text route's AffectGPT config keys (dataset keys), one field each, with their defaults."""
+
+    au_route: str = "features"  # features | text | both: AU tokens, the AU caption in the prompt, or both
+    au_text_max_tokens: int = DEFAULT_MAX_TOKENS  # the caption budget the precomputed captions must have
 
 
 def check_route(route: Any) -> str:
@@ -70,7 +80,10 @@ class CaptionSource:
         self._warned = False
 
     def _record(self, name: str) -> Optional[Dict[str, Any]]:
-        meta = precomputed_meta(self.folder, name) if self.folder else None
+        folder = self.folder
+        if not folder:
+            return None
+        meta = precomputed_meta(folder, name)
         if meta is None:
             return None
         problems = meta_mismatches(meta, self.features)
@@ -79,7 +92,7 @@ class CaptionSource:
             problems.append(f"au_text_max_tokens {cap.get('max_tokens')!r} (config: {self.max_tokens})")
         if problems:
             raise AUAgentError(f"AU caption made with other settings: {'; '.join(problems)}; rerun `au-agent "
-                               f"precompute` with these settings", Path(self.folder) / f"{name}.json")
+                               f"precompute` with these settings", Path(folder) / f"{name}.json")
         return meta
 
     def caption(self, name: Optional[str]) -> Optional[str]:

@@ -18,13 +18,14 @@ from __future__ import annotations
 import logging
 import os
 import re
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
 
 from au_core.errors import AUAgentError
 
+from .. import per_process
 from ..agent.cache import SQLiteCache, default_cache_dir, digest_memo, file_sha256
+from ..config_access import PathArg
 
 if TYPE_CHECKING:
     import numpy as np
@@ -71,7 +72,7 @@ def check_clip_name(name_or_path: str) -> None:
 
 class ClipTextEncoder:
     def __init__(self, name_or_path: str = DEFAULT_CLIP, device: Optional[str] = None,
-                 cache_dir: Optional[os.PathLike] = None, use_cache: bool = True) -> None:
+                 cache_dir: Optional[PathArg] = None, use_cache: bool = True) -> None:
         import clip
         import torch
 
@@ -131,19 +132,12 @@ class ClipTextEncoder:
         return np.stack([known[t] for t in texts]).astype(np.float32, copy=False)
 
 
-_ENCODERS: Dict[Tuple[int, str, Optional[str], Optional[str], bool], ClipTextEncoder] = {}
-_LOCK = threading.Lock()
-
-
 def load_clip_text_encoder(name_or_path: str = DEFAULT_CLIP, device: Optional[str] = None,
-                           cache_dir: Optional[os.PathLike] = None, use_cache: bool = True) -> ClipTextEncoder:
-    """One encoder per process and setting, shared by repeated calls; a forked DataLoader worker builds its
-    own instead of using its parent's (a CUDA model does not survive a fork)."""
-    key = (os.getpid(), str(name_or_path), device, str(cache_dir) if cache_dir else None, use_cache)
-    with _LOCK:
-        if key not in _ENCODERS:
-            _ENCODERS[key] = ClipTextEncoder(name_or_path, device, cache_dir, use_cache)
-        return _ENCODERS[key]
+                           cache_dir: Optional[PathArg] = None, use_cache: bool = True) -> ClipTextEncoder:
+    """One encoder per process and setting, shared by repeated calls (:mod:`affectgpt_patch.per_process`): a
+    forked DataLoader worker builds its own instead of using its parent's (a CUDA model does not survive a fork)."""
+    key = ("ClipTextEncoder", str(name_or_path), device, str(cache_dir) if cache_dir else None, use_cache)
+    return per_process.once(key, lambda: ClipTextEncoder(name_or_path, device, cache_dir, use_cache))
 
 
 def local_vit_b32() -> Optional[Path]:
@@ -158,8 +152,9 @@ class DeferredClipEncoder:
     ``precompute`` rerun therefore loads no CLIP."""
 
     def __init__(self, name_or_path: str = DEFAULT_CLIP, device: Optional[str] = None,
-                 cache_dir: Optional[os.PathLike] = None, use_cache: bool = True) -> None:
-        self.name, self._args = str(name_or_path), (device, cache_dir, use_cache)
+                 cache_dir: Optional[PathArg] = None, use_cache: bool = True) -> None:
+        self.name = str(name_or_path)
+        self._args: Tuple[Optional[str], Optional[PathArg], bool] = (device, cache_dir, use_cache)
         if self.name not in RELEASED_WIDTHS and not Path(self.name).is_file():
             check_clip_name(self.name)  # one line naming what is neither
         self.fingerprint = clip_fingerprint(self.name, digest_memo(cache_dir) if use_cache else None)

@@ -8,15 +8,14 @@ evaluation and the AffectGPT dataset mixin.
 Features are rounded through float16 in every path, because that is what ``{name}.npy`` stores: a feature
 read from a precomputed file and one computed on the fly are bit-identical. D is the CLIP model's width.
 
-:class:`FeatureSource` is the one place that decides where a training sample's feature comes from (a
-precomputed file, OpenFace → agent → CLIP, or MER-Factory's descriptions → CLIP), what shape it has, and which
+:class:`~.source.FeatureSource` is the one place that decides where a training sample's feature comes from
+(a precomputed file, OpenFace → agent → CLIP, or MER-Factory's descriptions → CLIP), what shape it has, and which
 configurations are refused before training starts. The file format and the one check of a record
-(:func:`~.feature_store.meta_mismatches`) are in :mod:`.feature_store`.
+(:func:`~.store.meta_mismatches`) are in :mod:`.store`; the agent and encoder protocols in :mod:`.protocols`.
 """
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
@@ -28,11 +27,14 @@ from au_core.errors import AUAgentError
 from au_core.openface import OpenFaceTrack, read_openface_csv
 
 from ..captions.caption import frame_seconds
+from ..config_access import PathArg
 from .frames import select_frames
+from .protocols import Describer, TextEncoder
 from .provenance import input_fingerprint
 from .store import FORMAT_VERSION, FeatureSettings, VideoFeatures, load_precomputed, meta_mismatches
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class FramePlan:
@@ -60,7 +62,7 @@ def plan_video(track: OpenFaceTrack, settings: FeatureSettings) -> FramePlan:
     return FramePlan(track.video, selection.frames, selection.mask, inputs, total, times)
 
 
-def plan_csv(csv: os.PathLike, settings: FeatureSettings) -> FramePlan:
+def plan_csv(csv: PathArg, settings: FeatureSettings) -> FramePlan:
     """Fingerprint, read and plan one OpenFace CSV: the plan carries the fingerprint into the record."""
     try:
         fingerprint: Optional[Dict[str, Any]] = input_fingerprint(csv)
@@ -71,10 +73,10 @@ def plan_csv(csv: os.PathLike, settings: FeatureSettings) -> FramePlan:
     return plan
 
 
-def assemble(plan: FramePlan, texts: Sequence[Optional[str]], encoder: Any, agent_fingerprint: Optional[str],
-             settings: FeatureSettings) -> VideoFeatures:
+def assemble(plan: FramePlan, texts: Sequence[Optional[str]], encoder: TextEncoder,
+             agent_fingerprint: Optional[str], settings: FeatureSettings) -> VideoFeatures:
     """Encode the plan's descriptions (``None`` for masked slots) into features; CLIP runs here, cached."""
-    present = [t for t in texts if t is not None]
+    present: List[str] = [t for t in texts if t is not None]
     feats = np.zeros((len(texts), encoder.dim), dtype=np.float32)
     if present:
         feats[[i for i, t in enumerate(texts) if t is not None]] = encoder.encode(present)
@@ -91,7 +93,7 @@ def describe_plan(plan: FramePlan, descriptions: Mapping[str, str]) -> List[Opti
     return [descriptions[s] if s is not None else None for s in plan.inputs]
 
 
-def compute_video_features(track: OpenFaceTrack, agent: Any, encoder: Any,
+def compute_video_features(track: OpenFaceTrack, agent: Describer, encoder: TextEncoder,
                            settings: FeatureSettings = FeatureSettings()) -> VideoFeatures:
     """Features of one video from its OpenFace track, the agent and the CLIP encoder."""
     plan = plan_video(track, settings)
@@ -101,7 +103,7 @@ def compute_video_features(track: OpenFaceTrack, agent: Any, encoder: Any,
 
 
 def features_from_descriptions(frame_numbers: Sequence[int], descriptions: Sequence[str],
-                               total_frames: Optional[int], encoder: Any,
+                               total_frames: Optional[int], encoder: TextEncoder,
                                settings: FeatureSettings = FeatureSettings(), name: str = "") -> VideoFeatures:
     """Features from descriptions that already exist for some frames (MER-Factory's per-frame texts).
 
@@ -122,9 +124,9 @@ def features_from_descriptions(frame_numbers: Sequence[int], descriptions: Seque
     return vf
 
 
-def checked_precomputed(folder: os.PathLike, name: str, settings: FeatureSettings,
+def checked_precomputed(folder: PathArg, name: str, settings: FeatureSettings,
                         agent_fingerprint: Optional[str] = None, clip_fingerprint: Optional[str] = None,
-                        dim: Optional[int] = None, input_path: Optional[os.PathLike] = None
+                        dim: Optional[int] = None, input_path: Optional[PathArg] = None
                         ) -> Optional[VideoFeatures]:
     """:func:`load_precomputed`, refusing a file made another way than the caller would make it now, or one
     of another video or of an input that has changed since (see :mod:`.provenance`)."""
@@ -141,9 +143,10 @@ def checked_precomputed(folder: os.PathLike, name: str, settings: FeatureSetting
     return vf
 
 
-def video_features(name: str, *, precomputed_dir: Optional[os.PathLike] = None,
-                   openface_dir: Optional[os.PathLike] = None, agent: Any = None, encoder: Any = None,
-                   settings: FeatureSettings = FeatureSettings()) -> VideoFeatures:
+def video_features(name: str, *, precomputed_dir: Optional[PathArg] = None,
+                   openface_dir: Optional[PathArg] = None, agent: Optional[Describer] = None,
+                   encoder: Optional[TextEncoder] = None, settings: FeatureSettings = FeatureSettings()
+                   ) -> VideoFeatures:
     """Features of one video: the precomputed file when present, else computed from ``{openface_dir}/{name}.csv``
     exactly as ``au-agent precompute`` would. A precomputed file made another way (settings, contract, agent or
     CLIP) is an error, never silently replaced or used."""

@@ -24,10 +24,9 @@ import collections
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from au_core import atomic
 from au_core.errors import AUAgentError, StorageError
@@ -36,6 +35,8 @@ from au_core.storage import output_errors
 from au_core.video_names import check_unique_videos
 
 from ..captions.caption import CaptionSettings, caption_mismatch, check_caption_budget, video_caption, with_tokenizer
+from ..config_access import PathArg
+from .protocols import CorpusDescriber, CorpusEncoder
 from .provenance import stale_reason
 from .store import FeatureSettings, meta_mismatches, precomputed_meta, save_video_features
 
@@ -96,13 +97,13 @@ def corpus_names(opts: PrecomputeOptions) -> Tuple[List[str], List[str]]:
     return names, [n for n in names if in_shard(n, opts.shard)]
 
 
-def precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, Any]:
+def precompute(opts: PrecomputeOptions, agent: CorpusDescriber, encoder: CorpusEncoder) -> Dict[str, Any]:
     """Run the corpus; return the summary (done / skipped / failed by reason)."""
     with output_errors(opts.out):  # a full disk stops the run at once, named by --out
         return _precompute(opts, agent, encoder)
 
 
-def _precompute(opts: PrecomputeOptions, agent: Any, encoder: Any) -> Dict[str, Any]:
+def _precompute(opts: PrecomputeOptions, agent: CorpusDescriber, encoder: CorpusEncoder) -> Dict[str, Any]:
     names, mine = corpus_names(opts)
     opts = replace(opts, caption=with_tokenizer(opts.caption, getattr(getattr(agent, "config", None), "base_model",
                                                                       None)))
@@ -164,8 +165,8 @@ def _fail(out: Path, failed: Dict[str, str], name: str, reason: str, bar: Option
         bar.update(1)
 
 
-def _run_chunk(chunk: List[str], opts: PrecomputeOptions, out: Path, agent: Any, encoder: Any,
-               failed: Dict[str, str], bar: tqdm) -> int:
+def _run_chunk(chunk: List[str], opts: PrecomputeOptions, out: Path, agent: CorpusDescriber,
+               encoder: CorpusEncoder, failed: Dict[str, str], bar: tqdm) -> int:
     from .compute import plan_csv  # numpy and the CSV reader: only when a video is to be done
 
     plans = []
@@ -206,7 +207,7 @@ def _clear_failure(out: Path, name: str) -> None:
         atomic.fault_point(f"unlink {path}")
 
 
-def merge_failures(out: os.PathLike, names: Optional[set] = None) -> int:
+def merge_failures(out: PathArg, names: Optional[set] = None) -> int:
     """Rewrite ``failures.jsonl`` from the per-video records of every shard (removed when there are none);
     records of videos no longer among ``names`` (the corpus) are dropped. Under the folder's lock, as the
     manifest: the last list written is complete."""
@@ -230,12 +231,13 @@ def _merge_failures(out: Path, names: Optional[set]) -> int:
             continue
         records.append((name, reason))
     if records:
-        atomic.write_text_if_changed(out / FAILURES, "".join(json.dumps({"name": n, "reason": r}, ensure_ascii=False) + "\n"
-                                                  for n, r in sorted(records)))
+        atomic.write_text_if_changed(out / FAILURES, "".join(json.dumps({"name": n, "reason": r}, ensure_ascii=False)
+                                                             + "\n" for n, r in sorted(records)))
     elif (out / FAILURES).exists():
         (out / FAILURES).unlink()
         atomic.fault_point("unlink failures")
     return len(records)
+
 
 def split_done(names: List[str], opts: PrecomputeOptions, agent_fingerprint: Optional[str],
                clip_fingerprint: Optional[str], redone: Optional[Dict[str, int]] = None
@@ -268,7 +270,7 @@ def _stale(meta: Dict[str, Any], name: str, csv: Path) -> Optional[str]:
         return "its input cannot be read"
 
 
-def write_plans(plans: List[FramePlan], descriptions: Mapping[str, str], encoder: Any,
+def write_plans(plans: List[FramePlan], descriptions: Mapping[str, str], encoder: CorpusEncoder,
                 agent_fingerprint: Optional[str], opts: PrecomputeOptions,
                 failed: Optional[Dict[str, str]] = None, bar: Optional[tqdm] = None) -> Iterator[str]:
     """Encode the plans' distinct descriptions in one pass, then assemble and write each video; yields the
@@ -308,7 +310,7 @@ def write_plans(plans: List[FramePlan], descriptions: Mapping[str, str], encoder
         yield plan.name
 
 
-def write_failures(out: os.PathLike, failed: Mapping[str, str], names: Optional[set] = None) -> int:
+def write_failures(out: PathArg, failed: Mapping[str, str], names: Optional[set] = None) -> int:
     """Record ``failed`` (one atomic record per video in ``.failures/``) and rewrite ``failures.jsonl`` from the
     records of every shard; returns how many it lists."""
     for name, reason in failed.items():
@@ -328,17 +330,17 @@ def prepare_out(opts: PrecomputeOptions) -> Path:
 class _EncodedTexts:
     """A chunk's descriptions encoded in one pass; ``assemble`` looks vectors up here instead of re-encoding."""
 
-    def __init__(self, encoder: Any, texts: List[str], progress: bool) -> None:
+    def __init__(self, encoder: CorpusEncoder, texts: List[str], progress: bool) -> None:
         self._vectors = dict(zip(texts, encoder.encode(texts, progress=progress))) if texts else {}
         self.dim, self.fingerprint = encoder.dim, encoder.fingerprint  # after encoding: a cached vector tells it
 
-    def encode(self, texts: List[str]) -> np.ndarray:
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
         import numpy as np
 
         return np.stack([self._vectors[t] for t in texts])
 
 
-def write_manifest(out: os.PathLike, known: Optional[Dict[str, Dict[str, Any]]] = None) -> int:
+def write_manifest(out: PathArg, known: Optional[Dict[str, Dict[str, Any]]] = None) -> int:
     """Rebuild ``manifest.jsonl`` from the complete videos in ``out`` (all shards' work included); ``known``
     holds records this process has just read and checked (by name), which are not parsed again.
 

@@ -20,6 +20,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 from au_core import atomic
 from au_core.errors import AUAgentError
 
+from ..config_access import PathArg
+
 log = logging.getLogger(__name__)
 
 INPUT_KEY = "input"
@@ -27,14 +29,14 @@ INPUT_KEY = "input"
 FOREIGN, CHANGED, UNVERIFIED = "belongs to another video", "its input changed", "has no input fingerprint"
 
 
-def input_fingerprint(path: os.PathLike) -> Dict[str, Any]:
+def input_fingerprint(path: PathArg) -> Dict[str, Any]:
     """``{"file", "size", "mtime_ns", "sha256"}`` of an input file (stat first: a later change shows)."""
     st = os.stat(path)
     return {"file": Path(path).name, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
             "sha256": atomic.file_digest(path)}
 
 
-def input_changed(recorded: Any, path: os.PathLike) -> bool:
+def input_changed(recorded: Any, path: PathArg) -> bool:
     """True when ``path`` no longer holds the bytes ``recorded`` (an :func:`input_fingerprint`) describes."""
     if not isinstance(recorded, dict):
         return True
@@ -44,7 +46,7 @@ def input_changed(recorded: Any, path: os.PathLike) -> bool:
     return st.st_size != recorded.get("size") or atomic.file_digest(path) != recorded.get("sha256")
 
 
-def stale_reason(meta: Mapping[str, Any], name: str, input_path: Optional[os.PathLike]) -> Optional[str]:
+def stale_reason(meta: Mapping[str, Any], name: str, input_path: Optional[PathArg]) -> Optional[str]:
     """Why the record ``{name}.json`` must not stand for ``name`` now (:data:`FOREIGN`, :data:`CHANGED` or
     :data:`UNVERIFIED`), or None. The input is checked only when ``input_path`` is an existing file."""
     if meta.get("name") != name:
@@ -56,7 +58,7 @@ def stale_reason(meta: Mapping[str, Any], name: str, input_path: Optional[os.Pat
     return CHANGED if input_changed(meta[INPUT_KEY], input_path) else None
 
 
-def describe_stale(reason: str, meta: Mapping[str, Any], input_path: Optional[os.PathLike]) -> str:
+def describe_stale(reason: str, meta: Mapping[str, Any], input_path: Optional[PathArg]) -> str:
     """One phrase for an error line: what is wrong with the record, naming the other video or the input."""
     if reason == FOREIGN:
         return f"the record is of video {meta.get('name')!r} (a file copied or renamed from another video)"
@@ -65,8 +67,8 @@ def describe_stale(reason: str, meta: Mapping[str, Any], input_path: Optional[os
     return "the record has no input fingerprint (written by an older au-agent)"
 
 
-def check_record(meta: Mapping[str, Any], name: str, input_path: Optional[os.PathLike],
-                 record_path: os.PathLike) -> None:
+def check_record(meta: Mapping[str, Any], name: str, input_path: Optional[PathArg],
+                 record_path: PathArg) -> None:
     """Refuse (one line naming the record) a record from another video or from an input that has changed."""
     reason = stale_reason(meta, name, input_path)
     if reason in (FOREIGN, CHANGED):

@@ -1,66 +1,51 @@
-"""Where a training sample's AU feature comes from (:class:`FeatureSource`), decided once per dataset."""
+"""Where a training sample's AU feature comes from (:class:`FeatureSource`), decided once per dataset.
+
+The AU Agent and CLIP it uses are built once per process (:mod:`affectgpt_patch.per_process`) and load their
+models only for the first text that needs them: while every sample has a precomputed file, none is loaded.
+"""
 from __future__ import annotations
 
 import logging
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, cast
 
 import numpy as np
 
 from au_core import mer_factory
 from au_core.errors import AUAgentError
 
-from ..captions.caption import DEFAULT_MAX_TOKENS
+from .. import per_process
 from .clip_encoder import DEFAULT_CLIP
 from .compute import checked_precomputed, features_from_descriptions, video_features
 from .store import FeatureSettings, VideoFeatures, meta_mismatches, precomputed_meta
+
+if TYPE_CHECKING:
+    from ..agent import AUAgent
+    from .clip_encoder import ClipTextEncoder
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class SourceSettings:
-    """Where a dataset's AU features come from: the AU keys of an AffectGPT config, one field each, with their
-    defaults (the dataset mixin reads exactly these names)."""
+    """Where a dataset's AU features come from: these AU keys of an AffectGPT config, one field each, with their
+    defaults (the dataset mixin reads exactly these names). The frame keys (``au_frames``, ``au_sampling``,
+    ``au_min_confidence``) are :class:`~.store.FeatureSettings`'."""
 
     use_au_agent: bool = False  # true: precomputed files / OpenFace → agent → CLIP; false: MER-Factory JSON
     au_precomputed_dir: Optional[str] = None  # {name}.npy/.json from `au-agent precompute`
     openface_output_dir: Optional[str] = None  # {name}.csv from OpenFace FeatureExtraction -aus
     mer_factory_output: Optional[str] = None  # {name}/{name}_au_analysis.json
     au_json_text_key: str = mer_factory.DEFAULT_TEXT_KEY  # summary_description only when asked for
-    au_frames: Optional[int] = None  # T; None: AffectGPT's n_frms
-    au_sampling: str = FeatureSettings.sampling
-    au_min_confidence: float = FeatureSettings.min_confidence
     au_clip_model: str = DEFAULT_CLIP
     au_feature_dim: Optional[int] = None  # the AU branch's input width (model config); None: the CLIP's
     au_max_missing: float = 0.05  # the largest fraction of samples allowed to have no AU source
-    au_route: str = "features"  # features | text | both: AU tokens, the AU caption in the prompt, or both
-    au_text_max_tokens: int = DEFAULT_MAX_TOKENS  # the caption budget the precomputed captions must have
-
-
-_LOCK = threading.Lock()
-_MODELS: Dict[Tuple, Any] = {}
-_WARNED: set = set()
-
-
-def _once(key: Tuple, build):
-    """Process-wide memo keyed by pid: a forked DataLoader worker builds its own (CUDA does not survive fork)."""
-    key = (os.getpid(),) + key
-    with _LOCK:
-        if key not in _MODELS:
-            _MODELS[key] = build()
-        return _MODELS[key]
 
 
 def _warn_once(kind: str, message: str) -> None:
-    if kind in _WARNED:
-        log.debug(message)
-        return
-    _WARNED.add(kind)
-    log.warning("%s (further cases are logged at debug level)", message)
+    per_process.warn_once(log, kind, message)
 
 
 class LazyAgent:
@@ -72,7 +57,12 @@ class LazyAgent:
 
         self.config = agent_config(dict(settings))  # checks the settings now, loudly
         self.fingerprint = fingerprint(self.config)
-        self._agent = None
+        self._agent: Optional[AUAgent] = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model has been loaded (a precomputed file never needs it)."""
+        return self._agent is not None
 
     def describe_inputs(self, inputs: Sequence[str], **kwargs: Any) -> List[str]:
         if self._agent is None:
@@ -105,7 +95,7 @@ class LazyClip:
             self._dim = clip_text_width(self.name)
         return self._dim
 
-    def encoder(self):
+    def encoder(self) -> ClipTextEncoder:
         from .clip_encoder import load_clip_text_encoder
 
         return load_clip_text_encoder(self.name)
@@ -123,20 +113,24 @@ class FeatureSource:
     (``au_feature_dim``, else the CLIP's); :meth:`check` refuses, with one message naming the folder, a
     configuration whose files disagree with it or that leaves more than ``au_max_missing`` samples without a
     source. A folder ``root/{dataset}`` is used when it exists (one root for several datasets).
+
+    ``agent_settings`` are the ``au_agent_*`` config keys (``AgentConfig`` checks them when the agent is first
+    needed). ``features`` may hold values as a config file gave them (a YAML string): they are converted here.
     """
 
-    def __init__(self, settings: SourceSettings, frames: int, agent_settings: Optional[Mapping[str, Any]] = None,
-                 dataset: Optional[str] = None) -> None:
+    def __init__(self, settings: SourceSettings, features: FeatureSettings = FeatureSettings(),
+                 agent_settings: Optional[Mapping[str, Any]] = None, dataset: Optional[str] = None) -> None:
         self.settings = settings
-        self.features = FeatureSettings(frames=int(settings.au_frames or frames), sampling=str(settings.au_sampling),
-                                        min_confidence=float(settings.au_min_confidence))
+        self.features = FeatureSettings(frames=int(features.frames), sampling=str(features.sampling),
+                                        min_confidence=float(features.min_confidence))
         self.agent_settings = dict(agent_settings or {})
         self.dataset = dataset
-        self.precomputed_dir = self._dir(settings.au_precomputed_dir) if settings.use_au_agent else None
-        self.openface_dir = self._dir(settings.openface_output_dir) if settings.use_au_agent else None
+        self.precomputed_dir = self.dataset_folder(settings.au_precomputed_dir) if settings.use_au_agent else None
+        self.openface_dir = self.dataset_folder(settings.openface_output_dir) if settings.use_au_agent else None
         self.mer_factory_output = None if settings.use_au_agent else settings.mer_factory_output
 
-    def _dir(self, root: Any) -> Optional[str]:
+    def dataset_folder(self, root: Optional[str]) -> Optional[str]:
+        """``root/{dataset}`` when that folder exists (one root for several datasets), else ``root``."""
         if not root:
             return None
         sub = os.path.join(os.fspath(root), self.dataset) if isinstance(self.dataset, str) else None
@@ -147,19 +141,20 @@ class FeatureSource:
     @property
     def clip(self) -> LazyClip:
         name = str(self.settings.au_clip_model)
-        return _once(("clip", name), lambda: LazyClip(name))
+        return per_process.once(("LazyClip", name), lambda: LazyClip(name))
 
     @property
     def agent(self) -> LazyAgent:
         settings = self.agent_settings
-        return _once(("agent", repr(sorted(settings.items()))), lambda: LazyAgent(settings))
+        return per_process.once(("LazyAgent", repr(sorted(settings.items()))), lambda: LazyAgent(settings))
 
     @property
     def dim(self) -> int:
         """The width every feature has: the AU branch's (``au_feature_dim``), else the CLIP model's."""
         return int(self.settings.au_feature_dim or self.clip.dim)
 
-    def _computes(self) -> bool:
+    def computes(self) -> bool:
+        """Whether features can be computed (an OpenFace or MER-Factory folder), not only read."""
         return bool(self.openface_dir or self.mer_factory_output)
 
     # ---- construction-time check
@@ -172,8 +167,8 @@ class FeatureSource:
         from .frames import SAMPLING_MODES
 
         s = self.settings
-        if s.au_sampling not in SAMPLING_MODES:
-            raise AUAgentError(f"au_sampling {s.au_sampling!r}: choose one of {', '.join(SAMPLING_MODES)}")
+        if self.features.sampling not in SAMPLING_MODES:
+            raise AUAgentError(f"au_sampling {self.features.sampling!r}: choose one of {', '.join(SAMPLING_MODES)}")
         if self.features.frames < 1:
             raise AUAgentError(f"au_frames must be at least 1, got {self.features.frames}")
         if not 0.0 <= float(s.au_max_missing) <= 1.0:
@@ -187,20 +182,20 @@ class FeatureSource:
                 raise AUAgentError(f"{key}: folder not found", getattr(s, key))
         if self.openface_dir:  # building the agent's config checks its settings (adapter, base model), no model
             log.debug("AU Agent fingerprint %s", self.agent.fingerprint)
-        if self._computes() and s.au_feature_dim and self.clip.dim != int(s.au_feature_dim):
+        if self.computes() and s.au_feature_dim and self.clip.dim != int(s.au_feature_dim):
             raise AUAgentError(f"au_clip_model {s.au_clip_model} gives {self.clip.dim}-d features, the model's "
                                f"au_feature_dim is {s.au_feature_dim}: set model.au_feature_dim to "
                                f"{self.clip.dim}", self.openface_dir or self.mer_factory_output)
         names = [n for n in names or () if n]
-        found = self._check_precomputed(names) if self.precomputed_dir else set()
+        found = self._check_precomputed(self.precomputed_dir, names) if self.precomputed_dir else set()
         if names:
             self._check_missing(names, found)
 
-    def _check_precomputed(self, names: Sequence[str]) -> set:
+    def _check_precomputed(self, precomputed_dir: str, names: Sequence[str]) -> Set[str]:
         """The names with a complete precomputed pair; raises when any of them was made another way."""
         from .provenance import stale_problems
 
-        folder = Path(self.precomputed_dir)
+        folder = Path(precomputed_dir)
         candidates = names or sorted(p.stem for p in folder.glob("*.json"))
         records = {}
         for name in candidates:
@@ -210,7 +205,7 @@ class FeatureSource:
         if not records:
             return set()
         agent_fp = self.agent.fingerprint if self.openface_dir else None
-        problems = stale_problems(records, self._csv, self.precomputed_dir)
+        problems = stale_problems(records, self._csv, precomputed_dir)
         for name, meta in records.items():
             for problem in meta_mismatches(meta, self.features, agent_fp, self.clip.fingerprint, self.dim):
                 problems.setdefault(problem, []).append(name)
@@ -229,7 +224,7 @@ class FeatureSource:
                                + ". Rerun `au-agent precompute` with these settings into an empty folder", folder)
         return set(records)
 
-    def _check_missing(self, names: Sequence[str], found: set) -> None:
+    def _check_missing(self, names: Sequence[str], found: Set[str]) -> None:
         missing = [n for n in names if n not in found and not self._has_input(n)]
         allowed = float(self.settings.au_max_missing)
         if len(missing) > allowed * len(names):
@@ -246,8 +241,9 @@ class FeatureSource:
         return os.path.join(self.openface_dir, f"{name}.csv") if self.openface_dir else None
 
     def _has_input(self, name: str) -> bool:
-        if self.openface_dir:
-            return os.path.isfile(self._csv(name))
+        csv = self._csv(name)  # None without an OpenFace folder
+        if csv is not None:
+            return os.path.isfile(csv)
         return self.json_path(name) is not None
 
     # ---- one sample
@@ -319,9 +315,9 @@ class FeatureSource:
             return None
         key = str(self.settings.au_json_text_key)
         try:
-            data = load_json(path)
+            data = load_json(cast("os.PathLike[str]", path))  # au_core's readers take any path; the str names it
             frames, texts = [], []
-            for rec in mer_factory.read(path, data, name, key):
+            for rec in mer_factory.read(cast(Path, path), data, name, key):
                 text = mer_factory.clean_text(rec.description)[0] if isinstance(rec.description, str) else ""
                 if text and not text.startswith("Error"):
                     frames.append(rec.frame)

@@ -9,14 +9,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Set, Tuple
 
 from au_core import atomic, contract
 from au_core.contract import DEFAULT_MIN_CONFIDENCE
 from au_core.errors import AUAgentError
+
+from ..config_access import PathArg
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,9 +27,17 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class FeatureSettings:
-    frames: int = 8  # T; AffectGPT's n_frms
-    sampling: str = "uniform"  # uniform | peaks | all (see frames.py)
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    """Which frames of a video become its T features: ``precompute``'s options, and the AffectGPT config keys
+    named in each field's ``config_key`` (the dataset mixin reads them; an AffectGPT dataset without ``au_frames``
+    takes T from AffectGPT's ``n_frms``). Every ``{name}.json`` stores these fields under ``"settings"``."""
+
+    frames: int = field(default=8, metadata={"config_key": "au_frames"})  # T; AffectGPT's n_frms
+    sampling: str = field(default="uniform", metadata={"config_key": "au_sampling"})  # uniform | peaks | all
+    min_confidence: float = field(default=DEFAULT_MIN_CONFIDENCE, metadata={"config_key": "au_min_confidence"})
+
+
+#: The AffectGPT config key of each FeatureSettings field (``au_frames`` → ``frames`` …).
+FEATURE_CONFIG_KEYS: Dict[str, str] = {f.metadata["config_key"]: f.name for f in fields(FeatureSettings)}
 
 
 @dataclass
@@ -53,7 +62,7 @@ def npy_bytes(features: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def save_video_features(out_dir: os.PathLike, vf: VideoFeatures) -> None:
+def save_video_features(out_dir: PathArg, vf: VideoFeatures) -> None:
     """Write ``{name}.npy`` (float16 [T, D]) then ``{name}.json``; the JSON, written last and holding the
     npy's sha256, marks the pair complete."""
     out_dir = Path(out_dir)
@@ -95,8 +104,8 @@ def _complete_pair(out_dir: Path, name: str) -> Optional[Tuple[Dict[str, Any], b
 
 
 #: The element types of each list in a record (a set of exact types: checked for every frame on every rerun).
-_LIST_TYPES = {"shape": {int}, "mask": {bool}, "frames": {int, type(None)}, "inputs": {str, type(None)},
-               "descriptions": {str, type(None)}}
+_LIST_TYPES: Dict[str, Set[type]] = {"shape": {int}, "mask": {bool}, "frames": {int, type(None)},
+                                     "inputs": {str, type(None)}, "descriptions": {str, type(None)}}
 
 
 def _record_problem(meta: Any) -> Optional[str]:
@@ -112,14 +121,14 @@ def _record_problem(meta: Any) -> Optional[str]:
     return None
 
 
-def precomputed_meta(out_dir: os.PathLike, name: str) -> Optional[Dict[str, Any]]:
+def precomputed_meta(out_dir: PathArg, name: str) -> Optional[Dict[str, Any]]:
     """The JSON record of a complete pair, checked like :func:`load_precomputed` but without decoding the
     features: all precompute needs to decide that a video is done."""
     found = _complete_pair(Path(out_dir), name)
     return found[0] if found is not None else None
 
 
-def load_precomputed(out_dir: os.PathLike, name: str) -> Optional[VideoFeatures]:
+def load_precomputed(out_dir: PathArg, name: str) -> Optional[VideoFeatures]:
     """The precomputed features of ``name``, or None when the pair is missing or incomplete."""
     found = _complete_pair(Path(out_dir), name)
     if found is None:
@@ -145,7 +154,8 @@ def meta_mismatches(meta: Mapping[str, Any], settings: FeatureSettings, agent_fi
         problems.append(f"file format {meta.get('format')!r} (this version reads {FORMAT_VERSION})")
     if meta.get("contract_version") != contract.CONTRACT_VERSION:
         problems.append(f"contract version {meta.get('contract_version')!r} (now {contract.CONTRACT_VERSION})")
-    stored = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}
+    stored = meta.get("settings")
+    stored = stored if isinstance(stored, dict) else {}
     for key, value in asdict(settings).items():
         if stored.get(key) != value:
             problems.append(f"{SETTING_LABELS.get(key, key)} {stored.get(key)!r} (config: {value!r})")

@@ -10,8 +10,9 @@ import pytest
 from kill_helpers import short, tree
 
 import au_agent_cli
-from affectgpt_patch.features import source as features
+from affectgpt_patch import per_process
 from affectgpt_patch.features.source import FeatureSource, SourceSettings
+from affectgpt_patch.features.store import FeatureSettings
 from au_core.errors import AUAgentError
 from au_standins.synthetic import write_video
 
@@ -109,16 +110,16 @@ def test_resume_redoes_records_written_before_fingerprints(made, tiny_clip, capl
 
 
 @pytest.fixture()
-def source(made, tiny_clip, monkeypatch):
+def source(made, tiny_clip):
     """``make(openface=True)``: a fresh feature source over the finished folder (with or without the CSVs)."""
     corpus, out, cache, _, _ = made
-    monkeypatch.setattr(features, "_MODELS", {})
-    monkeypatch.setattr(features, "_WARNED", set())
+    per_process.reset()
 
     def make(openface=True):
         settings = SourceSettings(use_au_agent=True, au_precomputed_dir=str(out), au_clip_model=str(tiny_clip),
                                   openface_output_dir=str(corpus) if openface else None)
-        return FeatureSource(settings, 8, {"au_agent_backend": "rules", "au_agent_cache_dir": str(cache)})
+        return FeatureSource(settings, FeatureSettings(frames=8), {"au_agent_backend": "rules",
+                                                                   "au_agent_cache_dir": str(cache)})
     return make, corpus, out
 
 
