@@ -35,12 +35,12 @@ def add_min_confidence_argument(p: argparse._ActionsContainer) -> None:
 
 def add_agent_arguments(p: argparse.ArgumentParser) -> None:
     """The options every command that generates descriptions shares."""
-    from affectgpt_patch.agent.config import AgentConfig
+    from affectgpt_patch.agent.config import BACKENDS, AgentConfig
 
     g = p.add_argument_group("agent")
     g.add_argument("--agent", help="agent folder (au-agent train output, checkpoint-best, an adapter or a "
                                    "merged model)")
-    g.add_argument("--backend", choices=["hf", "vllm", "openai", "rules"],
+    g.add_argument("--backend", choices=list(BACKENDS),
                    help="default: hf with --agent, else rules")
     g.add_argument("--base-model", help="base model folder or hub id (overrides the agent card)")
     g.add_argument("--api-base", help="OpenAI-compatible server URL for --backend openai, e.g. http://127.0.0.1:8000/v1")

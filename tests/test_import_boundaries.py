@@ -124,3 +124,44 @@ def test_runtime_inside_affectgpt_imports_nothing_heavy():
     loaded = _loaded_after_import(list(AFFECTGPT_RUNTIME))
     heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY)
     assert not heavy, f"importing the AffectGPT runtime loaded {heavy}"
+
+
+#: What AffectGPT's processes must never reach through the runtime, even lazily: the evaluation and inspection
+#: (quality), the Ray engine and the smoke run; and Ray itself.
+NOT_IN_RUNTIME = ("affectgpt_patch.quality", "affectgpt_patch.engines", "affectgpt_patch.smoke", "ray")
+
+
+def _module_path(module: str) -> Path:
+    path = REPO.joinpath(*module.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def _reached(start: List[str]) -> Dict[str, str]:
+    """Every module of ours that ``start`` reaches through any import statement, also those inside functions,
+    with the first import that reaches it (``file:line``); other imports are listed by name."""
+    reached: Dict[str, str] = {m: "start" for m in start}
+    todo = list(start)
+    while todo:
+        module = todo.pop()
+        path = _module_path(module)
+        for target, line, _lazy in _imports(path, module):
+            where = f"{path.relative_to(REPO)}:{line}"
+            parts = target.split(".")
+            # `from package import module` names a module too: take the longest prefix that is a file of ours
+            candidates = [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
+            if parts[0] not in OURS:
+                reached.setdefault(target, where)
+                continue
+            for name in candidates:
+                if _module_path(name).is_file() and name not in reached:
+                    reached[name] = where
+                    todo.append(name)
+                    break
+    return reached
+
+
+def test_runtime_inside_affectgpt_never_reaches_evaluation_inspection_ray_or_smoke():
+    bad = sorted(f"{m} (from {where})" for m, where in _reached(list(AFFECTGPT_RUNTIME)).items()
+                 if m == "ray" or m.startswith(tuple(p + "." for p in NOT_IN_RUNTIME) + ("ray.",))
+                 or m in NOT_IN_RUNTIME)
+    assert not bad, "the runtime that AffectGPT imports reaches:\n" + "\n".join(bad)

@@ -22,12 +22,13 @@ import hashlib
 import json
 import logging
 import os
-import threading
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from au_core import contract
 from au_core.errors import AUAgentError
+
+from .. import per_process
 
 log = logging.getLogger(__name__)
 
@@ -216,16 +217,10 @@ def tokenizer_fingerprint(name_or_path: str, load: Optional[Callable[[], Any]] =
     return "tok-" + digest.hexdigest()[:16]
 
 
-_COUNTERS: Dict[Tuple[int, str], TokenizerCounter] = {}
-_LOCK = threading.Lock()
-
-
 def token_counter(name_or_path: str) -> TokenizerCounter:
-    key = (os.getpid(), os.fspath(name_or_path))
-    with _LOCK:
-        if key not in _COUNTERS:
-            _COUNTERS[key] = TokenizerCounter(os.fspath(name_or_path))
-        return _COUNTERS[key]
+    """One counter per process and tokenizer (:mod:`affectgpt_patch.per_process`)."""
+    name = os.fspath(name_or_path)
+    return per_process.once(("caption tokenizer", name), lambda: TokenizerCounter(name))
 
 
 def resolve_tokenizer(settings: CaptionSettings, agent_base_model: Optional[str]) -> str:
@@ -272,16 +267,10 @@ def check_caption_budget(settings: Optional[CaptionSettings]) -> None:
                            f"{DEFAULT_MAX_TOKENS})")
 
 
-_FINGERPRINTS: Dict[Tuple[int, str], str] = {}
-
-
 def _fingerprint_of(name_or_path: str) -> str:
     """:func:`tokenizer_fingerprint`, once per process and tokenizer (every record of a corpus compares it)."""
-    key = (os.getpid(), os.fspath(name_or_path))
-    with _LOCK:
-        if key not in _FINGERPRINTS:
-            _FINGERPRINTS[key] = tokenizer_fingerprint(key[1])
-        return _FINGERPRINTS[key]
+    name = os.fspath(name_or_path)
+    return per_process.once(("caption tokenizer fingerprint", name), lambda: tokenizer_fingerprint(name))
 
 
 def caption_mismatch(meta: Mapping[str, Any], settings: Optional[CaptionSettings],
