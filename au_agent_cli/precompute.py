@@ -55,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> Handler:
         else:
             summary = precompute(opts, agent_from_args(a, lazy=True), encoder_from_args(a))
         log.info("%(videos)d videos: %(done)d done, %(skipped)d skipped (already done), %(failed)d failed, "
-                 "%(redone)d redone (stale records); "
+                 "%(redone)d redone (stale or made otherwise); "
                  "descriptions: %(agent_hits)d cached, %(agent_generated)d generated; %(clip_encoded)d texts "
                  "encoded", summary)
         for reason, n in summary["failed_by_reason"].items():

@@ -136,8 +136,12 @@ def _precompute(opts: PrecomputeOptions, agent: CorpusDescriber, encoder: Corpus
             **{f"agent_{k}": v for k, v in agent.cache_stats().items()}, "clip_encoded": encoder.encoded}
 
 
+#: Why a finished record is redone when nothing is wrong with it but the way it was made.
+OTHER_SETTINGS = "was made otherwise"
+
+
 def log_redone(redone: Mapping[str, int], out: Path) -> None:
-    """Say how many finished-looking videos are redone because their record is stale, and why."""
+    """Say how many finished-looking videos are redone because their record is stale or made otherwise, and why."""
     if redone:
         log.warning("%s: redoing %d finished videos whose record %s", out, sum(redone.values()),
                     ", ".join(f"{reason} ({n})" for reason, n in sorted(redone.items())))
@@ -245,14 +249,16 @@ def split_done(names: List[str], opts: PrecomputeOptions, agent_fingerprint: Opt
     """Names still to do, and the records of those already complete with these settings (every engine skips
     the same videos): the JSON and the npy checksum decide; the features themselves are not decoded. A video
     without a valid frame is re-checked on every run (a fixed CSV is picked up). A record of another video,
-    of an input that has changed, or without an input fingerprint is redone (counted by reason in ``redone``)."""
+    of an input that has changed, without an input fingerprint, or made with other settings, agent or CLIP is
+    redone, counted by reason in ``redone`` (a record made otherwise under the differences that make it so)."""
     todo, done_meta = [], {}
     for name in names:
         meta = _done_meta(Path(opts.out), name)
-        if (meta is not None and _has_valid_frame(meta)
-                and not meta_mismatches(meta, opts.settings, agent_fingerprint, clip_fingerprint)
-                and not caption_mismatch(meta, opts.caption)):
-            reason = _stale(meta, name, Path(opts.openface_dir) / f"{name}.csv")
+        if meta is not None and _has_valid_frame(meta):
+            differences = (meta_mismatches(meta, opts.settings, agent_fingerprint, clip_fingerprint)
+                           + caption_mismatch(meta, opts.caption))
+            reason = (f"{OTHER_SETTINGS}: {'; '.join(differences)}" if differences
+                      else _stale(meta, name, Path(opts.openface_dir) / f"{name}.csv"))
             if reason is None:
                 done_meta[name] = meta
                 continue

@@ -109,6 +109,17 @@ def test_resume_redoes_records_written_before_fingerprints(made, tiny_clip, capl
     assert tree(out) == clean and "has no input fingerprint (3)" in caplog.text
 
 
+def test_resume_says_why_it_redoes_videos_made_otherwise(made, tiny_clip, caplog):
+    """Another frame count redoes every finished video, and says so: the user learns why nothing was skipped."""
+    corpus, out, cache, _, _ = made
+    without_quiet = [str(a) for a in argv(corpus, out, cache, tiny_clip)][1:]  # the summary is logged at INFO
+    with caplog.at_level(logging.INFO):
+        assert au_agent_cli.main(without_quiet + ["--frames", "4"]) == 0
+    assert "redoing 3 finished videos whose record was made otherwise: T 8 (config: 4) (3)" in caplog.text
+    assert "3 done, 0 skipped" in caplog.text and "3 redone" in caplog.text
+    assert all(json.loads((out / f"{name}.json").read_text())["shape"][0] == 4 for name in VIDEOS)
+
+
 @pytest.fixture()
 def source(made, tiny_clip):
     """``make(openface=True)``: a fresh feature source over the finished folder (with or without the CSVs)."""
