@@ -98,7 +98,7 @@ def test_resume_keeps_a_video_whose_csv_was_only_touched(made, tiny_clip, caplog
     assert tree(out) == clean and "0 done, 3 skipped" in caplog.text and "redoing" not in caplog.text
 
 
-def test_resume_redoes_records_written_before_fingerprints(made, tiny_clip, caplog):
+def test_resume_redoes_records_written_before_fingerprints(made, tiny_clip, caplog, record_property):
     corpus, out, cache, clean, _ = made
     for name in VIDEOS:  # what an older au-agent wrote: the same record without "input"
         record = json.loads((out / f"{name}.json").read_text())
@@ -107,9 +107,10 @@ def test_resume_redoes_records_written_before_fingerprints(made, tiny_clip, capl
     with caplog.at_level(logging.WARNING):
         assert run(*argv(corpus, out, cache, tiny_clip)) == 0
     assert tree(out) == clean and "has no input fingerprint (3)" in caplog.text
+    record_property("fault_case", "stale:survived")
 
 
-def test_resume_says_why_it_redoes_videos_made_otherwise(made, tiny_clip, caplog):
+def test_resume_says_why_it_redoes_videos_made_otherwise(made, tiny_clip, caplog, record_property):
     """Another frame count redoes every finished video, and says so: the user learns why nothing was skipped."""
     corpus, out, cache, _, _ = made
     without_quiet = [str(a) for a in argv(corpus, out, cache, tiny_clip)][1:]  # the summary is logged at INFO
@@ -118,6 +119,7 @@ def test_resume_says_why_it_redoes_videos_made_otherwise(made, tiny_clip, caplog
     assert "redoing 3 finished videos whose record was made otherwise: T 8 (config: 4) (3)" in caplog.text
     assert "3 done, 0 skipped" in caplog.text and "3 redone" in caplog.text
     assert all(json.loads((out / f"{name}.json").read_text())["shape"][0] == 4 for name in VIDEOS)
+    record_property("fault_case", "stale:survived")
 
 
 @pytest.fixture()
