@@ -279,6 +279,9 @@ def au_branch_row(device: str, dtypes: Sequence[str] = ("bfloat16", "float16"), 
                numbers)
 
 
+# ------------------------------------------------------------------------------------- optional packages
+
+
 def qlora_row(base_model: Path, adapter_dir: Optional[Path], probe: Sequence[str], max_new_tokens: int) -> Row:
     """The trained adapter on a 4-bit (bitsandbytes) base, as the QLoRA recipe's agent runs."""
     name = "QLoRA 4-bit load"
